@@ -1,0 +1,56 @@
+import path from "node:path";
+import fs from "node:fs";
+
+/**
+ * Where one project's files live. A profile (`-P params/demo.yaml`) is a params file merged
+ * over params.yaml; it gets its own lock (`pipeline.demo.lock`) and its own run state
+ * (`.pipeline/profiles/demo/`), so profiles never overwrite each other's records. The stat
+ * cache (`.pipeline/statcache.json`) is shared: a file's hash does not depend on the profile.
+ */
+export interface ProjectContext {
+  /** Absolute project directory. */
+  root: string;
+  pipelineFile: string;
+  paramsFile: string;
+  /** Absolute path of the profile params file, if any. */
+  profileFile?: string;
+  /** "default", or the profile file's base name without extension. */
+  profile: string;
+  lockFile: string;
+  /** `.pipeline/` (shared state: stat cache, manifests). */
+  stateDir: string;
+  /** `.pipeline/` for the default profile, `.pipeline/profiles/<name>/` otherwise: logs, runs, journals, repro mutex. */
+  profileStateDir: string;
+}
+
+export interface ContextOptions {
+  cwd?: string;
+  paramsFile?: string;
+}
+
+export function resolveContext(opts: ContextOptions = {}): ProjectContext {
+  const root = path.resolve(opts.cwd ?? ".");
+  if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) {
+    throw new Error(`project directory ${root} does not exist (check -C/--cwd)`);
+  }
+  const stateDir = path.join(root, ".pipeline");
+  let profileFile: string | undefined;
+  let profile = "default";
+  if (opts.paramsFile) {
+    profileFile = path.resolve(root, opts.paramsFile);
+    profile = path.basename(profileFile).replace(/\.(ya?ml)$/i, "");
+    if (!/^[A-Za-z0-9._-]+$/.test(profile) || profile === "default") {
+      throw new Error(`profile file name ${opts.paramsFile} must be letters, digits, '.', '_' or '-' (and not 'default')`);
+    }
+  }
+  return {
+    root,
+    pipelineFile: path.join(root, "pipeline.yaml"),
+    paramsFile: path.join(root, "params.yaml"),
+    profileFile,
+    profile,
+    lockFile: path.join(root, profile === "default" ? "pipeline.lock" : `pipeline.${profile}.lock`),
+    stateDir,
+    profileStateDir: profile === "default" ? stateDir : path.join(stateDir, "profiles", profile),
+  };
+}

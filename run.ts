@@ -1,0 +1,74 @@
+#!/usr/bin/env -S npx tsx
+/**
+ * The pipeline CLI: `tsx run.ts <command>`. Thin: parses flags and hands over to engine/commands/.
+ * Exit codes: 0 ok; 1 stale (status) or a stage failed (repro); 2 bad input (pipeline.yaml,
+ * params, targets, flags); 130 interrupted (Ctrl-C).
+ */
+import { Command, Option } from "commander";
+import { resolveContext, type ProjectContext } from "./engine/context.ts";
+import { reportError } from "./engine/errors.ts";
+
+const program = new Command("run.ts")
+  .description("Reproducible pipeline runner: pipeline.yaml + params.yaml -> pipeline.lock")
+  .option("-C, --cwd <dir>", "work on the project in <dir> (its pipeline.yaml, params.yaml, lock and .pipeline/ state)", ".")
+  .option("-P, --params-file <file>", "profile: a params file merged over params.yaml; it keeps its own lock (pipeline.<name>.lock) and state")
+  .showHelpAfterError()
+  .enablePositionalOptions();
+
+function context(): ProjectContext {
+  const o = program.opts<{ cwd: string; paramsFile?: string }>();
+  return resolveContext({ cwd: o.cwd, paramsFile: o.paramsFile });
+}
+
+async function main(action: () => Promise<number>): Promise<void> {
+  try {
+    process.exitCode = await action();
+  } catch (err) {
+    process.exitCode = reportError(err);
+  }
+}
+
+program
+  .command("repro")
+  .description("bring targets (default: all stages) up to date, running only what is stale")
+  .argument("[targets...]", "stage names (`capture` = all its foreach instances, or `capture@base`)")
+  .option("-f, --force", "rerun the targets even if they are current")
+  .option("-n, --dry", "print what would run and why; run nothing")
+  .option("--downstream", "the targets and every stage after them")
+  .option("-k, --keep-going", "after a failure, still finish the stages that do not depend on it")
+  .option("-j, --jobs <n>", "stages run at the same time", (v) => parseInt(v, 10))
+  .option("--gpus <list>", "GPU ids to schedule on, e.g. 0,1,2,3 (default: CUDA_VISIBLE_DEVICES, else nvidia-smi, else none)")
+  .addOption(new Option("--executor <name>", "where stages run (a stage's own `executor:` wins)").choices(["local", "slurm"]).default("local"))
+  .option("--wait", "if another repro holds this project, wait for it instead of refusing")
+  .action((targets: string[], opts) =>
+    main(async () => (await import("./engine/commands/repro.ts")).repro(context(), targets, opts)),
+  );
+
+program
+  .command("status")
+  .description("what is stale and exactly why; exit 0 when all current, 1 when something is stale")
+  .argument("[targets...]", "stage names")
+  .option("--json", "machine-readable output")
+  .action((targets: string[], opts) =>
+    main(async () => (await import("./engine/commands/status.ts")).status(context(), targets, opts)),
+  );
+
+program
+  .command("dag")
+  .description("print the stage graph")
+  .addOption(new Option("--format <format>", "output format").choices(["ascii", "mermaid", "dot"]).default("ascii"))
+  .action((opts) => main(async () => (await import("./engine/commands/dag.ts")).dag(context(), opts)));
+
+const params = program.command("params").description("inspect params");
+params
+  .command("diff")
+  .description("params.yaml (and profile) values against those recorded in the lock")
+  .option("--json", "machine-readable output")
+  .action((opts) => main(async () => (await import("./engine/commands/params-diff.ts")).paramsDiff(context(), opts)));
+
+program
+  .command("schema")
+  .description("print the JSON Schema of pipeline.yaml (for editors)")
+  .action(() => main(async () => (await import("./engine/commands/schema.ts")).schema()));
+
+await program.parseAsync(process.argv);
