@@ -126,6 +126,10 @@ export interface JobSpec {
   gpus: string[];
   /** Absolute path of the log file for this attempt. */
   logFile: string;
+  /** Identity of the stage instance (hash of cmd, deps' hashes, params, env); executors may tag jobs with it. */
+  identity: string;
+  /** Called by executors that submit to a scheduler, as soon as the job id is known (the runner journals it). */
+  onSubmitted?(jobId: string): void;
 }
 
 export interface JobResult {
@@ -155,4 +159,11 @@ export interface ExecutorIO {
 export interface Executor {
   readonly name: string;
   run(job: JobSpec, io: ExecutorIO): Promise<JobResult>;
+  /**
+   * Scheduler executors only: a runner restarted after a crash finds the journal of a stage whose
+   * job may still be running. `isActive` says whether it is; `attach` waits for it (as `run` would)
+   * instead of submitting it twice.
+   */
+  isActive?(jobId: string): Promise<boolean>;
+  attach?(jobId: string, job: JobSpec, io: ExecutorIO): Promise<JobResult>;
 }
