@@ -1,0 +1,33 @@
+"""Shared pytest fixtures: tiny random-init models built locally (no Hub), loaded via from_pretrained."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "python"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+#: The paper's real role data, beside the project (present on developer machines and CI).
+SHARED_ASSISTANT_AXIS = ROOT.parent / "shared" / "assistant-axis"
+PROJECT_ROLES_DIR = ROOT / "data" / "roles" / "instructions"
+PROJECT_QUESTIONS = ROOT / "data" / "questions.jsonl"
+
+
+@pytest.fixture(scope="session")
+def tiny_olmo2(tmp_path_factory) -> Path:
+    from persona_axis.tiny_models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-olmo2"), "olmo2", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_neox(tmp_path_factory) -> Path:
+    from persona_axis.tiny_models import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-neox"), "gpt_neox", seed=0)
