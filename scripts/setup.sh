@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# One-shot, idempotent set-up of everything the project needs on a fresh machine.
+#   bash scripts/setup.sh          Node deps (npm ci) + Python venv (.venv, locked by python/requirements.lock)
+#   bash scripts/setup.sh --test   also what the tests need: Debian chromium (report rendering test) and a
+#                                  single-node SLURM cluster (slurm tests), started if not running.
+# Fast when repeated: each step is skipped while its lock file's hash is unchanged.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+want_test=0
+[[ "${1:-}" == "--test" ]] && want_test=1
+say() { printf '[setup] %s\n' "$*" >&2; }
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# --- Node -------------------------------------------------------------------------------------
+node_stamp=node_modules/.setup-stamp
+if [[ ! -f $node_stamp || "$(cat $node_stamp)" != "$(sha package-lock.json)" ]]; then
+  say "installing Node dependencies (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error
+  sha package-lock.json > $node_stamp
+fi
+
+# --- Python -----------------------------------------------------------------------------------
+py_stamp=.venv/.setup-stamp
+if [[ ! -f $py_stamp || "$(cat $py_stamp)" != "$(sha python/requirements.lock)" ]]; then
+  if ! command -v uv >/dev/null 2>&1; then
+    say "installing uv (Python package installer)"
+    python3 -m pip install --quiet --disable-pip-version-check uv==0.13.9
+  fi
+  say "creating .venv from python/requirements.lock (exact versions and hashes)"
+  [[ -x .venv/bin/python ]] || uv venv --quiet .venv --python "$(command -v python3.11 || command -v python3)"
+  uv pip sync --quiet --python .venv/bin/python --require-hashes python/requirements.lock
+  sha python/requirements.lock > $py_stamp
+fi
+
+# --- Test-only system packages ----------------------------------------------------------------
+if (( want_test )); then
+  if ! command -v chromium >/dev/null 2>&1; then
+    say "installing Debian chromium (headless report test)"
+    (apt-get update -qq || true) >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  fi
+  if [[ -x scripts/slurm/start.sh ]] || [[ -f scripts/slurm/start.sh ]]; then
+    bash scripts/slurm/start.sh
+  fi
+fi
+say "ready"
