@@ -1,0 +1,188 @@
+/**
+ * Runs a stage on this machine: each cmd in order with `bash -c` in the project directory, in
+ * its own process group (detached), stdout and stderr merged (so their lines stay in order),
+ * split into lines and progress states (output.ts), written to the stage's log and handed to
+ * the runner through `io.onOutput`.
+ *
+ * - Abort (Ctrl-C, fail-fast): SIGTERM to the whole process group, SIGKILL after a grace period
+ *   (`PIPELINE_KILL_GRACE_MS`, default 10 s).
+ * - Peak memory: the sum of the resident memory of all processes of the group, sampled from
+ *   /proc every 0.5 s (Linux; absent elsewhere). It is a sampled lower bound of the true peak.
+ * - PYTHONUNBUFFERED=1 is added unless set, so Python output streams instead of arriving in
+ *   4 KiB blocks; it is not part of the stage's identity.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import { explainExit } from "./errors.ts";
+import { LineSplitter, LogWriter } from "./output.ts";
+import type { Executor, ExecutorIO, JobResult, JobSpec } from "./types.ts";
+
+const live = new Set<number>();
+
+/** SIGKILL every process group this process started and that still runs (last resort on exit). */
+export function killAllLocalJobs(): void {
+  for (const pgid of live) {
+    try {
+      process.kill(-pgid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }
+}
+
+function killGrace(): number {
+  const v = Number(process.env.PIPELINE_KILL_GRACE_MS);
+  return Number.isFinite(v) && v >= 0 && process.env.PIPELINE_KILL_GRACE_MS ? v : 10_000;
+}
+
+/** Resident memory (KiB) of all processes whose process group is `pgid`, or null if unknown. */
+export function groupRssKb(pgid: number): number | null {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync("/proc");
+  } catch {
+    return null;
+  }
+  const pageKb = 4; // x86-64 and aarch64 default page size
+  let total = 0;
+  for (const e of entries) {
+    if (e.charCodeAt(0) < 48 || e.charCodeAt(0) > 57) continue;
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${e}/stat`, "latin1");
+    } catch {
+      continue;
+    }
+    // fields after the command name (which may contain spaces and parentheses)
+    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // rest[0] = state (field 3), rest[2] = pgrp (field 5), rest[21] = rss pages (field 24)
+    if (Number(rest[2]) !== pgid) continue;
+    total += Number(rest[21]) * pageKb;
+  }
+  return total;
+}
+
+export class LocalExecutor implements Executor {
+  readonly name = "local";
+
+  async run(job: JobSpec, io: ExecutorIO): Promise<JobResult> {
+    const startedAt = new Date().toISOString();
+    const log = new LogWriter(job.logFile);
+    let peak: number | undefined;
+    try {
+      for (const cmd of job.stage.cmd) {
+        if (io.signal.aborted) return { exitCode: null, signal: "SIGTERM", startedAt, endedAt: new Date().toISOString(), peakRssKb: peak, message: "aborted before it started" };
+        log.line(`$ ${cmd}`);
+        const r = await this.runOne(cmd, job, io, log);
+        if (r.peak !== undefined) peak = Math.max(peak ?? 0, r.peak);
+        if (r.code !== 0 || r.signal) {
+          const message = `${r.signal ? `signal ${r.signal}` : `exit code ${r.code}`}: ${explainExit(r.code, r.signal)}` + (job.stage.cmd.length > 1 ? ` (in: ${cmd})` : "");
+          log.line(`# ${message}`);
+          return { exitCode: r.code, signal: r.signal, startedAt, endedAt: new Date().toISOString(), peakRssKb: peak, message };
+        }
+      }
+      return { exitCode: 0, signal: null, startedAt, endedAt: new Date().toISOString(), peakRssKb: peak };
+    } finally {
+      log.close();
+    }
+  }
+
+  private runOne(cmd: string, job: JobSpec, io: ExecutorIO, log: LogWriter): Promise<{ code: number | null; signal: string | null; peak?: number }> {
+    return new Promise((resolve) => {
+      const env = { ...job.env };
+      if (env.PYTHONUNBUFFERED === undefined) env.PYTHONUNBUFFERED = "1";
+      let child: ChildProcess;
+      try {
+        child = spawn("bash", ["-c", `exec 2>&1\n${cmd}`], { cwd: job.cwd, env, detached: true, stdio: ["ignore", "pipe", "ignore"] });
+      } catch (e) {
+        log.line(`# could not start bash: ${(e as Error).message}`);
+        resolve({ code: 127, signal: null });
+        return;
+      }
+      const pgid = child.pid!;
+      if (pgid) live.add(pgid);
+      const splitter = new LineSplitter();
+      const emit = (evs: { text: string; progress: boolean }[]) => {
+        for (const e of evs) {
+          log.event(e);
+          io.onOutput(e.progress ? e.text + "\r" : e.text);
+        }
+      };
+      child.stdout!.setEncoding("utf8");
+      child.stdout!.on("data", (d: string) => emit(splitter.push(d)));
+
+      let peak: number | undefined;
+      const sample = () => {
+        const kb = groupRssKb(pgid);
+        if (kb !== null && kb > 0) peak = Math.max(peak ?? 0, kb);
+      };
+      const first = setTimeout(sample, 100);
+      const poll = setInterval(sample, 500);
+
+      let killTimer: NodeJS.Timeout | null = null;
+      const onAbort = () => {
+        try {
+          process.kill(-pgid, "SIGTERM");
+        } catch {
+          /* already gone */
+        }
+        killTimer = setTimeout(() => {
+          try {
+            process.kill(-pgid, "SIGKILL");
+          } catch {
+            /* gone */
+          }
+        }, killGrace());
+      };
+      if (io.signal.aborted) onAbort();
+      else io.signal.addEventListener("abort", onAbort, { once: true });
+
+      let exit: { code: number | null; signal: string | null } | null = null;
+      let closed = false;
+      let streamClosed = false;
+      const finish = () => {
+        if (closed || !exit) return;
+        closed = true;
+        clearTimeout(first);
+        clearInterval(poll);
+        io.signal.removeEventListener("abort", onAbort);
+        emit(splitter.flush());
+        if (io.signal.aborted) {
+          // make sure nothing of the group survives an abort
+          try {
+            process.kill(-pgid, "SIGKILL");
+          } catch {
+            /* gone */
+          }
+        }
+        if (killTimer) clearTimeout(killTimer);
+        live.delete(pgid);
+        resolve({ ...exit, peak });
+      };
+      child.on("error", (e) => {
+        log.line(`# could not start bash: ${e.message}`);
+        exit = { code: 127, signal: null };
+        streamClosed = true;
+        finish();
+      });
+      child.on("exit", (code, signal) => {
+        sample();
+        exit = { code, signal };
+        if (streamClosed) return finish();
+        // background processes may keep the pipe open: don't wait for them forever
+        setTimeout(() => {
+          child.stdout?.destroy();
+          finish();
+        }, 1000).unref();
+      });
+      child.stdout!.on("close", () => {
+        streamClosed = true;
+        finish();
+      });
+    });
+  }
+}
+
+export function createLocalExecutor(): LocalExecutor {
+  return new LocalExecutor();
+}
