@@ -1,0 +1,44 @@
+/**
+ * Run a Python script of python/ with the project's interpreter, streaming its output (progress bars
+ * included) straight through, and exit with its exit code.
+ * Interpreter: $PERSONA_PYTHON if set (e.g. a GPU node's env with vLLM), else .venv/bin/python.
+ */
+import fs from "node:fs";
+import { execa } from "execa";
+
+export function pythonExecutable(): string {
+  const py = process.env.PERSONA_PYTHON || ".venv/bin/python";
+  if (py.includes("/") && !fs.existsSync(py)) {
+    throw new Error(`Python interpreter ${py} not found: run \`npm run setup\` or set PERSONA_PYTHON`);
+  }
+  return py;
+}
+
+export async function runPython(script: string, args: (string | number)[]): Promise<number> {
+  const py = pythonExecutable();
+  const argv = [script, ...args.map(String)];
+  process.stderr.write(`$ ${py} ${argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(" ")}\n`);
+  const r = await execa(py, argv, {
+    stdio: "inherit",
+    reject: false,
+    env: { PYTHONUNBUFFERED: "1", HF_HUB_DISABLE_TELEMETRY: "1" },
+  });
+  if (r.signal) process.stderr.write(`python was killed by ${r.signal}\n`);
+  return r.exitCode ?? 128 + 9;
+}
+
+/** Glue entry point: validate, build the command, run, exit. Errors are printed plainly (exit 2). */
+export async function stageMain(fn: () => Promise<number>): Promise<void> {
+  try {
+    process.exitCode = await fn();
+  } catch (err) {
+    process.stderr.write(`error: ${(err as Error).message}\n`);
+    process.exitCode = 2;
+  }
+}
+
+export function usage(n: number, text: string): string[] {
+  const a = process.argv.slice(2);
+  if (a.length !== n) throw new Error(`usage: ${text}`);
+  return a;
+}

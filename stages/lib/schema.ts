@@ -1,0 +1,79 @@
+/** zod schema of this project's params (params.yaml + profiles). The engine itself is generic. */
+import { z } from "zod";
+
+const Checkpoint = z.object({
+  model: z.string().min(1, "a Hub model id or a local directory"),
+  revision: z.string().min(1).default("main"),
+  build: z
+    .string()
+    .regex(/^(hub|tiny-olmo2:\d+|tiny-gpt-neox:\d+|perturb:[A-Za-z0-9_.-]+:[0-9.]+:\d+)$/, {
+      message: "expected hub, tiny-olmo2:<seed>, tiny-gpt-neox:<seed> or perturb:<checkpoint>:<scale>:<seed>",
+    })
+    .default("hub"),
+});
+
+export const StudyParams = z
+  .object({
+    out: z.string().min(1),
+    roles_dir: z.string().min(1),
+    questions_file: z.string().min(1),
+    roles: z.array(z.string()).default([]),
+    model_display_name: z.string().min(1),
+    checkpoints: z
+      .record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "checkpoint names: letters, digits, _ . -"), Checkpoint)
+      .refine((c) => "final" in c, { message: "a checkpoint named `final` (the reference, which generates the transcripts) is required" }),
+    generation: z.object({
+      backend: z.enum(["auto", "vllm", "hf"]),
+      temperature: z.number().min(0),
+      top_p: z.number().gt(0).max(1),
+      max_tokens: z.number().int().positive(),
+      num_rollouts: z.number().int().positive(),
+      question_count: z.number().int().min(0),
+      seed: z.number().int(),
+      tensor_parallel_size: z.number().int().positive(),
+      batch_size: z.number().int().positive(),
+      gpus: z.number().int().min(0),
+    }),
+    judge: z.object({
+      backend: z.enum(["openai", "local"]),
+      base_url: z.string(),
+      model: z.string(),
+      api_key_env: z.string(),
+      local_model: z.string(),
+      concurrency: z.number().int().positive(),
+      filter: z.boolean(),
+      min_score: z.number().int().min(0).max(3),
+      min_count: z.number().int().min(1),
+    }),
+    capture: z.object({
+      layers: z.array(z.number().int().min(0)).min(1),
+      aggregation: z.enum(["mean", "last", "none"]),
+      dtype: z.enum(["bfloat16", "float16", "float32"]),
+      max_batch_tokens: z.number().int().positive(),
+      gpus: z.number().int().min(0),
+    }),
+    persona_space: z.object({ layer: z.number().int().min(0) }),
+    report: z.object({ title: z.string(), track_roles: z.array(z.string()) }),
+  })
+  .superRefine((p, ctx) => {
+    for (const [name, c] of Object.entries(p.checkpoints)) {
+      if (c.build !== "hub" && path_norm(c.model) !== path_norm(`${p.out}/models/${name}`)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["checkpoints", name, "model"],
+          message: `a locally built checkpoint lives in the models stage's output: set model to ${p.out}/models/${name}`,
+        });
+      }
+      const m = c.build.match(/^perturb:([^:]+):/);
+      if (m && !(m[1] in p.checkpoints)) {
+        ctx.addIssue({ code: "custom", path: ["checkpoints", name, "build"], message: `perturbs unknown checkpoint ${m[1]}` });
+      }
+    }
+    if (!p.capture.layers.includes(p.persona_space.layer)) {
+      ctx.addIssue({ code: "custom", path: ["persona_space", "layer"], message: `must be one of capture.layers (${p.capture.layers.join(", ")})` });
+    }
+  });
+
+function path_norm(p: string): string {
+  return p.replace(/\/+$/, "").replace(/^\.\//, "");
+}

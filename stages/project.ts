@@ -1,0 +1,13 @@
+/** project: every checkpoint, in params order, into the reference persona space. */
+import path from "node:path";
+import { loadStudyParams } from "./lib/params.ts";
+import { runPython, stageMain, usage } from "./lib/python.ts";
+
+await stageMain(async () => {
+  const [actsRoot, scores, personaSpace, outDir] = usage(4, "project.ts <activations-root> <scores-dir> <persona-space-dir> <out-dir>");
+  const p = loadStudyParams();
+  const args = ["--reference-dir", personaSpace, "--reference-checkpoint", "final", "--output-dir", outDir, "--checkpoint"];
+  for (const name of Object.keys(p.checkpoints)) args.push(`${name}=${path.join(actsRoot, name)}`);
+  if (p.judge.filter) args.push("--scores-dir", scores);
+  return runPython("python/project.py", args);
+});
