@@ -1,0 +1,168 @@
+/**
+ * The zod schema of pipeline.yaml, in two flavours built from one definition:
+ *
+ * - `pipelineSchema` (raw): what a user writes. Any scalar may instead be a `${params.key}`
+ *   interpolation string, which is resolved later by config.ts. This is the schema published as
+ *   JSON Schema (`tsx run.ts schema`, committed as pipeline.schema.json) for editors.
+ * - `resolvedStageSchema`: one stage after interpolation and foreach expansion, where numbers must
+ *   be numbers again (`gpus: ${train.gpus}` must resolve to a whole number).
+ *
+ * Unknown keys are rejected everywhere (strict objects), so a typo such as `gpu:` or `out:` fails
+ * with its key path instead of being ignored.
+ */
+import { z } from "zod";
+
+/** Stage names: letters, digits, `_ . -`; `@` is reserved for foreach instances (`capture@base`). */
+export const STAGE_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
+
+const INTERP_RE = /\$\{[^}]*\}/;
+
+/** A string that contains at least one `${...}`: accepted in place of any typed scalar before interpolation. */
+const interpolation = z
+  .string()
+  .regex(INTERP_RE, { error: "expected a `${params.key}` interpolation" })
+  .describe("a ${params.key} interpolation, resolved from params.yaml");
+
+function build(resolved: boolean) {
+  /** A typed scalar, or (raw schema only) a `${...}` string standing for it. */
+  const scalar = <T extends z.ZodType>(t: T) => (resolved ? t : z.union([t, interpolation]));
+
+  const wholeNonNeg = scalar(
+    z.int({ error: "expected a whole number >= 0" }).min(0, { error: "expected a whole number >= 0" }),
+  );
+  const wholePos = scalar(
+    z.int({ error: "expected a whole number >= 1" }).min(1, { error: "expected a whole number >= 1" }),
+  );
+  const str = (what = "expected a string") => z.string({ error: what });
+  const nonEmptyStr = (what: string) => z.string({ error: what }).min(1, { error: what });
+
+  const cmd = z
+    .union([nonEmptyStr("expected a command string"), z.array(nonEmptyStr("expected a command string")).min(1)], {
+      error: "expected a command string or a non-empty list of command strings",
+    })
+    .describe("command(s) run in order in the project directory, with `bash -c`");
+
+  const path = nonEmptyStr("expected a project-relative path");
+
+  const outOptions = z
+    .strictObject({
+      persist: scalar(z.boolean({ error: "expected true or false" }))
+        .optional()
+        .describe("keep the out in place between runs (the command resumes from it); default false"),
+    })
+    .describe("out options; only `persist` is supported");
+
+  const out = z
+    .union(
+      [
+        path,
+        z
+          .record(z.string(), z.union([outOptions, z.null()]))
+          .refine((r) => Object.keys(r).length === 1, { error: "an out entry must be a path or `{<path>: {persist: true}}`" }),
+      ],
+      { error: "expected a path or `{<path>: {persist: true}}`" },
+    )
+    .describe("an out: a path, or `{<path>: {persist: true}}` as in DVC");
+
+  const paramEntry = z
+    .union(
+      [
+        nonEmptyStr("expected a dotted params key"),
+        z.record(z.string(), z.array(nonEmptyStr("expected a dotted params key"))),
+      ],
+      { error: "expected a dotted params key such as `generation.temperature`" },
+    )
+    .describe("a dotted key of params.yaml tracked by the stage (or DVC's `{params.yaml: [keys]}`)");
+
+  const resources = z
+    .strictObject({
+      gpus: wholeNonNeg.optional().describe("GPUs of the pool this stage needs (default 0)"),
+      cpus: wholePos.optional().describe("CPU cores (SLURM --cpus-per-task)"),
+      memory: scalar(str()).optional().describe('memory, e.g. "64G" (SLURM --mem)'),
+      time: scalar(str()).optional().describe('time limit, e.g. "12:00:00" (SLURM --time)'),
+    })
+    .describe("what the stage needs");
+
+  const slurm = z
+    .strictObject({
+      partition: scalar(str()).optional(),
+      account: scalar(str()).optional(),
+      qos: scalar(str()).optional(),
+      gpu_flag: z
+        .enum(["gres", "gpus"], { error: 'expected "gres" or "gpus"' })
+        .optional()
+        .describe("how GPUs are requested: --gres=gpu:k (gres) or --gpus=k (gpus)"),
+      extra_args: z
+        .union([str(), z.array(str())], { error: "expected a string or a list of strings" })
+        .optional()
+        .describe("extra sbatch arguments"),
+    })
+    .describe("SLURM options for this stage");
+
+  const envValue = z.union([z.string(), z.number(), z.boolean()], {
+    error: "expected a string, number or boolean",
+  });
+
+  const stageBody = {
+    desc: scalar(str()).optional().describe("what the stage does"),
+    cmd,
+    deps: z.array(path, { error: "expected a list of paths" }).optional().describe("files or directories the stage reads"),
+    params: z.array(paramEntry, { error: "expected a list of dotted params keys" }).optional(),
+    outs: z.array(out, { error: "expected a list of outs" }).optional().describe("files or directories the stage writes"),
+    env: z.record(z.string(), envValue, { error: "expected a mapping of NAME: value" }).optional()
+      .describe("environment variables for the command; part of the stage's identity"),
+    resources: resources.optional(),
+    executor: scalar(z.enum(["local", "slurm"], { error: 'expected "local" or "slurm"' })).optional()
+      .describe("where the stage runs; default: the CLI's --executor"),
+    slurm: slurm.optional(),
+  };
+
+  const plainStage = z.strictObject(stageBody).describe("a stage");
+  const foreachStage = z
+    .strictObject({
+      foreach: z
+        .union([z.array(z.unknown()), z.record(z.string(), z.unknown()), interpolation], {
+          error: "expected a list, a mapping or a `${params.key}` naming one",
+        })
+        .describe("one stage instance per item: `name@key` (mapping), `name@value` (list of scalars), `name@index` (list of mappings)"),
+      do: plainStage.describe("the stage template; `${item}`, `${item.field}` and `${key}` refer to the current item"),
+    })
+    .describe("a foreach stage");
+
+  return { plainStage, foreachStage };
+}
+
+const raw = build(false);
+const res = build(true);
+
+export const plainStageSchema = raw.plainStage;
+export const foreachStageSchema = raw.foreachStage;
+/** One resolved stage instance (after interpolation): typed scalars only. */
+export const resolvedStageSchema = res.plainStage;
+
+export const pipelineSchema = z
+  .strictObject({
+    stages: z
+      .record(z.string().regex(STAGE_NAME_RE), z.union([foreachStageSchema, plainStageSchema]))
+      .describe("stage name -> stage"),
+  })
+  .describe("pipeline.yaml: the stages of a reproducible pipeline (DVC-compatible subset)");
+
+/** Top level only; stages are validated one by one (config.ts picks plain vs foreach per stage). */
+export const topLevelSchema = z.strictObject({
+  stages: z.record(z.string(), z.unknown(), { error: "expected a mapping of stage name -> stage" }),
+});
+
+export type RawStage = z.infer<typeof plainStageSchema>;
+export type ResolvedStage = z.infer<typeof resolvedStageSchema>;
+
+/** The JSON Schema published for editors (`tsx run.ts schema`). */
+export function pipelineJsonSchema(): Record<string, unknown> {
+  const js = z.toJSONSchema(pipelineSchema, { unrepresentable: "any" }) as Record<string, unknown>;
+  return {
+    $schema: js.$schema,
+    $id: "pipeline.schema.json",
+    title: "pipeline.yaml",
+    ...Object.fromEntries(Object.entries(js).filter(([k]) => k !== "$schema")),
+  };
+}
