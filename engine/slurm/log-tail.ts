@@ -1,13 +1,16 @@
 /**
  * Follows a log file that another machine (the SLURM job) appends to: each `poll()` reads the
- * bytes added since the last one and hands over complete lines; `flush()` at the end also hands
- * over a last line without its newline. Keeps the last lines for failure messages.
+ * bytes added since the last one and hands over lines and progress states as the local executor
+ * does (output.ts LineSplitter: a progress state is passed with a trailing "\r"); `flush()` at
+ * the end also hands over a last line without its newline. Keeps the last lines for failure
+ * messages.
  */
 import fs from "node:fs/promises";
 import { StringDecoder } from "node:string_decoder";
+import { LineSplitter, type OutputEvent } from "../output.ts";
 
 export class LogTail {
-  private partial = "";
+  private readonly splitter = new LineSplitter();
   private readonly decoder = new StringDecoder("utf8");
   private busy: Promise<void> = Promise.resolve();
   private readonly recent: string[] = [];
@@ -29,9 +32,9 @@ export class LogTail {
   /** Read the rest and emit a final unterminated line. */
   async flush(): Promise<void> {
     await this.poll();
-    const rest = this.partial + this.decoder.end();
-    this.partial = "";
-    if (rest) this.emit(rest);
+    const rest = this.decoder.end();
+    if (rest) this.emit(this.splitter.push(rest));
+    this.emit(this.splitter.flush());
   }
 
   /** The last lines seen (up to `keep`). */
@@ -54,20 +57,22 @@ export class LogTail {
         const { bytesRead } = await fh.read(buf, 0, buf.length, this.offset);
         if (bytesRead === 0) break;
         this.offset += bytesRead;
-        this.partial += this.decoder.write(buf.subarray(0, bytesRead));
-        const lines = this.partial.split("\n");
-        this.partial = lines.pop() ?? "";
-        for (const l of lines) this.emit(l);
+        this.emit(this.splitter.push(this.decoder.write(buf.subarray(0, bytesRead))));
       }
     } finally {
       await fh.close();
     }
   }
 
-  private emit(line: string): void {
-    const l = line.endsWith("\r") ? line.slice(0, -1) : line;
-    this.recent.push(l);
-    if (this.recent.length > this.keep) this.recent.shift();
-    this.onLine(l);
+  private emit(events: OutputEvent[]): void {
+    for (const e of events) {
+      if (e.progress) {
+        this.onLine(`${e.text}\r`);
+        continue;
+      }
+      this.recent.push(e.text);
+      if (this.recent.length > this.keep) this.recent.shift();
+      this.onLine(e.text);
+    }
   }
 }

@@ -14,8 +14,8 @@ import { createHash } from "node:crypto";
 import type { JobSpec, Stage } from "../types.ts";
 import { InputError } from "../errors.ts";
 
-/** The shell each command runs in, as the local executor does (`/bin/sh -c <cmd>`). */
-export const COMMAND_SHELL = "/bin/sh";
+/** The shell each command runs in, as the local executor does (`bash -c <cmd>`). */
+export const COMMAND_SHELL = "bash";
 
 /** Environment variables that must not travel from the login node into a job: SLURM sets them. */
 export const GPU_ENV_VARS = ["CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"];
@@ -76,7 +76,9 @@ export function validateStageForSlurm(stage: Stage): void {
 
 /**
  * The batch script: cd into the project (shared filesystem), export the stage env, run each
- * command in order with `/bin/sh -c`, stop at the first failure with its exit code.
+ * command in order with `bash -c` (each preceded by a `$ cmd` line in the log, as the local
+ * executor logs), stop at the first failure with its exit code. PYTHONUNBUFFERED=1 unless set,
+ * so Python output reaches the log (and the runner's terminal) as it is printed.
  */
 export function renderBatchScript(job: JobSpec): string {
   const { stage } = job;
@@ -88,8 +90,10 @@ export function renderBatchScript(job: JobSpec): string {
     `cd -- ${shQuote(job.cwd)} || { echo "cannot cd into the project directory ${job.cwd.replace(/["$`\\]/g, "\\$&")} on $(hostname) (is it on a shared filesystem?)" >&2; exit 1; }`,
   ];
   for (const k of Object.keys(stage.env).sort()) lines.push(`export ${k}=${shQuote(stage.env[k])}`);
+  if (!("PYTHONUNBUFFERED" in stage.env)) lines.push('export PYTHONUNBUFFERED="${PYTHONUNBUFFERED:-1}"');
   for (const cmd of stage.cmd) {
-    lines.push(`${COMMAND_SHELL} -c ${shQuote(cmd)} || exit $?`);
+    lines.push(`printf '%s\\n' ${shQuote(`$ ${cmd}`)}`);
+    lines.push(`${COMMAND_SHELL} -c ${shQuote(cmd)} || { rc=$?; echo "# exit code $rc"; exit $rc; }`);
   }
   lines.push("exit 0", "");
   return lines.join("\n");
