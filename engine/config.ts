@@ -132,7 +132,7 @@ function allowedKeys(parent: KeyPath): string[] | undefined {
 }
 
 /** Turn zod issues into one InputError with a position and a key path per issue. */
-function schemaError(file: YamlFile, base: KeyPath, issues: z.core.$ZodIssue[], note = ""): InputError {
+function schemaError(file: YamlFile, base: KeyPath, issues: z.core.$ZodIssue[], input: unknown, note = ""): InputError {
   const lines = issues.slice(0, 5).map((iss) => {
     const p = [...base, ...(iss.path as KeyPath)];
     if (iss.code === "unrecognized_keys") {
@@ -141,8 +141,12 @@ function schemaError(file: YamlFile, base: KeyPath, issues: z.core.$ZodIssue[], 
       const hint = allowed ? ` (allowed: ${allowed.join(", ")})` : "";
       return `${file.pos([...p, keys[0]!], true)}: ${formatKeyPath(p)}: unknown key${keys.length > 1 ? "s" : ""} ${keys.map((k) => `"${k}"`).join(", ")}${hint}`;
     }
-    if (iss.code === "invalid_type" && (iss as { input?: unknown }).input === undefined) {
-      return `${file.pos(p)}: ${formatKeyPath(p)}: required`;
+    if (iss.path.length > 0) {
+      const parent = getPath(input, iss.path.slice(0, -1).map(String));
+      const last = String(iss.path[iss.path.length - 1]);
+      if (parent.found && isPlainObject(parent.value) && !(last in parent.value)) {
+        return `${file.pos(p)}: ${formatKeyPath(p)}: required (${iss.message})`;
+      }
     }
     return `${file.pos(p)}: ${formatKeyPath(p)}: ${iss.message}`;
   });
@@ -219,7 +223,7 @@ export function buildStages(file: YamlFile, loaded: LoadedParams, root: string):
     throw new InputError(`${file.display}: the file is empty; it needs a \`stages:\` mapping`);
   }
   const top = topLevelSchema.safeParse(file.value);
-  if (!top.success) throw schemaError(file, [], top.error.issues);
+  if (!top.success) throw schemaError(file, [], top.error.issues, file.value);
 
   const missingHint =
     loaded.sources.length === 0
@@ -239,13 +243,13 @@ export function buildStages(file: YamlFile, loaded: LoadedParams, root: string):
     }
     if ("foreach" in raw || "do" in raw) {
       const r = foreachStageSchema.safeParse(raw);
-      if (!r.success) throw schemaError(file, base, r.error.issues);
+      if (!r.success) throw schemaError(file, base, r.error.issues, raw);
       for (const inst of expandForeach(file, name, raw, loaded.params, missingHint)) {
         stages.push(resolveStage(file, inst.name, name, [...base, "do"], raw.do, loaded, missingHint, root, inst.scope));
       }
     } else {
       const r = plainStageSchema.safeParse(raw);
-      if (!r.success) throw schemaError(file, base, r.error.issues);
+      if (!r.success) throw schemaError(file, base, r.error.issues, raw);
       stages.push(resolveStage(file, name, name, base, raw, loaded, missingHint, root));
     }
   }
@@ -336,7 +340,7 @@ function resolveStage(
   }
   const r = resolvedStageSchema.safeParse(resolved);
   if (!r.success) {
-    throw schemaError(file, base, r.error.issues, scope ? `\n(in foreach instance ${name}, after interpolation)` : "\n(after interpolation)");
+    throw schemaError(file, base, r.error.issues, resolved, scope ? `\n(in foreach instance ${name}, after interpolation)` : "\n(after interpolation)");
   }
   const s: ResolvedStage = r.data;
   const at = (...p: KeyPath) => file.pos([...base, ...p]);

@@ -17,6 +17,10 @@ export const STAGE_NAME_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]*$/;
 
 const INTERP_RE = /\$\{[^}]*\}/;
 
+/** An interpolation string standing for a typed value; a plain string gets the typed value's error. */
+const interpolationFor = (error: string) =>
+  z.string().regex(INTERP_RE, { error }).describe("a ${params.key} interpolation, resolved from params.yaml");
+
 /** A string that contains at least one `${...}`: accepted in place of any typed scalar before interpolation. */
 const interpolation = z
   .string()
@@ -25,13 +29,16 @@ const interpolation = z
 
 function build(resolved: boolean) {
   /** A typed scalar, or (raw schema only) a `${...}` string standing for it. */
-  const scalar = <T extends z.ZodType>(t: T) => (resolved ? t : z.union([t, interpolation]));
+  const scalar = <T extends z.ZodType>(t: T, error = "expected a string") =>
+    resolved ? t : z.union([t, interpolationFor(error)], { error });
 
   const wholeNonNeg = scalar(
     z.int({ error: "expected a whole number >= 0" }).min(0, { error: "expected a whole number >= 0" }),
+    "expected a whole number >= 0",
   );
   const wholePos = scalar(
     z.int({ error: "expected a whole number >= 1" }).min(1, { error: "expected a whole number >= 1" }),
+    "expected a whole number >= 1",
   );
   const str = (what = "expected a string") => z.string({ error: what });
   const nonEmptyStr = (what: string) => z.string({ error: what }).min(1, { error: what });
@@ -46,7 +53,7 @@ function build(resolved: boolean) {
 
   const outOptions = z
     .strictObject({
-      persist: scalar(z.boolean({ error: "expected true or false" }))
+      persist: scalar(z.boolean({ error: "expected true or false" }), "expected true or false")
         .optional()
         .describe("keep the out in place between runs (the command resumes from it); default false"),
     })
@@ -112,7 +119,7 @@ function build(resolved: boolean) {
     env: z.record(z.string(), envValue, { error: "expected a mapping of NAME: value" }).optional()
       .describe("environment variables for the command; part of the stage's identity"),
     resources: resources.optional(),
-    executor: scalar(z.enum(["local", "slurm"], { error: 'expected "local" or "slurm"' })).optional()
+    executor: scalar(z.enum(["local", "slurm"], { error: 'expected "local" or "slurm"' }), 'expected "local" or "slurm"').optional()
       .describe("where the stage runs; default: the CLI's --executor"),
     slurm: slurm.optional(),
   };
