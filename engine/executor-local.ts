@@ -13,6 +13,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import { explainExit } from "./errors.ts";
 import { LineSplitter, LogWriter } from "./output.ts";
 import type { Executor, ExecutorIO, JobResult, JobSpec } from "./types.ts";
@@ -62,8 +63,67 @@ export function groupRssKb(pgid: number): number | null {
   return total;
 }
 
+function procStart(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "latin1");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Job id of a local process group: `host:pgid:start time of its leader`. */
+export function localJobId(pgid: number): string {
+  return `${os.hostname()}:${pgid}:${procStart(pgid) ?? ""}`;
+}
+
+function parseJobId(jobId: string): { host: string; pgid: number; start: string } | null {
+  const m = /^(.*):(\d+):(\d*)$/.exec(jobId);
+  return m ? { host: m[1]!, pgid: Number(m[2]), start: m[3]! } : null;
+}
+
+function groupAlive(pgid: number): boolean {
+  try {
+    process.kill(-pgid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 export class LocalExecutor implements Executor {
   readonly name = "local";
+
+  /**
+   * Is the process group of a job started by an earlier (crashed) runner still alive on this
+   * host? It cannot be re-attached (its output pipe went with the runner), so the runner stops
+   * it with `kill` before rolling back.
+   */
+  async isActive(jobId: string): Promise<boolean> {
+    const j = parseJobId(jobId);
+    if (!j || j.host !== os.hostname() || !groupAlive(j.pgid)) return false;
+    const leader = procStart(j.pgid);
+    // the leader may have exited while children of the group still run; if it lives, it must be the same process
+    return leader === undefined || j.start === "" || leader === j.start;
+  }
+
+  /** Stop an orphaned job's process group: SIGTERM, then SIGKILL after the grace period. */
+  async kill(jobId: string): Promise<void> {
+    const j = parseJobId(jobId);
+    if (!j || !(await this.isActive(jobId))) return;
+    try {
+      process.kill(-j.pgid, "SIGTERM");
+    } catch {
+      return;
+    }
+    const deadline = Date.now() + killGrace();
+    while (Date.now() < deadline && groupAlive(j.pgid)) await new Promise((r) => setTimeout(r, 50));
+    try {
+      process.kill(-j.pgid, "SIGKILL");
+    } catch {
+      /* gone */
+    }
+  }
 
   async run(job: JobSpec, io: ExecutorIO): Promise<JobResult> {
     const startedAt = new Date().toISOString();
@@ -100,7 +160,11 @@ export class LocalExecutor implements Executor {
         return;
       }
       const pgid = child.pid!;
-      if (pgid) live.add(pgid);
+      if (pgid) {
+        live.add(pgid);
+        // lets a runner restarted after a crash find (and stop) this process group
+        job.onSubmitted?.(localJobId(pgid));
+      }
       const splitter = new LineSplitter();
       const emit = (evs: { text: string; progress: boolean }[]) => {
         for (const e of evs) {

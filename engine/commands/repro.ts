@@ -1,0 +1,180 @@
+/**
+ * `repro [targets...]`: bring targets up to date.
+ *
+ * Order: load and check everything (pipeline.yaml, params, targets, flags, GPU pool) -> take the
+ * project mutex -> recover what a killed runner left -> plan -> check GPU needs of what will run
+ * -> run -> summary. `--dry` plans (taking no mutex, changing nothing) and prints what would run
+ * and why.
+ *
+ * Exit codes: 0 all selected stages current or ran; 1 a stage failed (or another repro holds the
+ * project); 2 bad input; 130 interrupted (Ctrl-C / SIGTERM).
+ */
+import fs from "node:fs";
+import path from "node:path";
+import type { ProjectContext } from "../context.ts";
+import { loadProject } from "../config.ts";
+import { buildGraph, selectStages, type Graph } from "../graph.ts";
+import { Hasher } from "../hashing.ts";
+import { formatReason } from "../plan.ts";
+import { computeStatus } from "../status.ts";
+import { InputError, PipelineError } from "../errors.ts";
+import { resolveGpuPool } from "../gpus.ts";
+import { listInterrupted } from "../journal.ts";
+import { ReproMutex } from "../mutex.ts";
+import { Terminal } from "../output.ts";
+import { Provenance } from "../provenance.ts";
+import { Runner, type RunSummary } from "../runner.ts";
+import { LocalExecutor, killAllLocalJobs } from "../executor-local.ts";
+import type { Executor, Stage, StageStatus } from "../types.ts";
+
+export interface ReproOptions {
+  force?: boolean;
+  dry?: boolean;
+  downstream?: boolean;
+  keepGoing?: boolean;
+  jobs?: number;
+  gpus?: string;
+  executor?: "local" | "slurm";
+  wait?: boolean;
+}
+
+/** The stages the targets name (`capture` = all its instances), for -f. */
+function targetStages(graph: Graph, targets: string[]): Set<string> {
+  const out = new Set<string>();
+  for (const t of targets) for (const [n, s] of graph.stages) if (n === t || s.group === t) out.add(n);
+  return out;
+}
+
+function executorFactory(ctx: ProjectContext): (name: string) => Promise<Executor> {
+  const cache = new Map<string, Promise<Executor>>();
+  return (name) => {
+    let p = cache.get(name);
+    if (!p) {
+      p = (async (): Promise<Executor> => {
+        if (name === "local") return new LocalExecutor();
+        if (name === "slurm") {
+          const file = new URL("../executor-slurm.ts", import.meta.url);
+          if (!fs.existsSync(file)) throw new InputError("the slurm executor is not available in this installation (engine/executor-slurm.ts is missing)");
+          const mod = (await import(file.href)) as { createSlurmExecutor?: (ctx: ProjectContext) => Executor | Promise<Executor> };
+          if (typeof mod.createSlurmExecutor !== "function") throw new InputError("engine/executor-slurm.ts does not export createSlurmExecutor(ctx)");
+          return await mod.createSlurmExecutor(ctx);
+        }
+        throw new InputError(`unknown executor ${JSON.stringify(name)}; expected local or slurm`);
+      })();
+      cache.set(name, p);
+    }
+    return p;
+  };
+}
+
+function list(names: string[], max = 8): string {
+  return names.length <= max ? names.join(", ") : `${names.slice(0, max).join(", ")}, ... (${names.length - max} more)`;
+}
+
+function printDry(term: Terminal, statuses: StageStatus[]): void {
+  const run = statuses.filter((s) => s.reasons.length > 0);
+  for (const s of run) {
+    term.info(`would run ${s.stage}:`);
+    for (const r of s.reasons) term.info(`  - ${formatReason(r)}`);
+  }
+  const cur = statuses.length - run.length;
+  term.info(run.length === 0 ? `all ${statuses.length} selected stages are current; nothing would run` : `${run.length} stage${run.length === 1 ? "" : "s"} would run, ${cur} current`);
+}
+
+function printSummary(term: Terminal, s: RunSummary): void {
+  const parts: string[] = [];
+  if (s.ran.length) parts.push(`ran ${s.ran.length} (${list(s.ran)})`);
+  const cur = s.current.length + s.currentAfterUpstream.length;
+  if (cur) parts.push(`current ${cur}${s.currentAfterUpstream.length ? ` (${s.currentAfterUpstream.length} found current after their upstream ran)` : ""}`);
+  if (s.failed.length) parts.push(`FAILED ${s.failed.length} (${list(s.failed)})`);
+  if (s.blocked.length) parts.push(`not run because an upstream stage failed: ${s.blocked.length} (${list(s.blocked)})`);
+  if (s.interrupted.length) parts.push(`interrupted ${s.interrupted.length} (${list(s.interrupted)})`);
+  if (s.notStarted.length) {
+    const why = s.aborted ? "interrupted before starting" : "not started after the failure (use -k to keep going with independent stages)";
+    parts.push(`${why}: ${s.notStarted.length} (${list(s.notStarted)})`);
+  }
+  term.info(`summary: ${parts.join("; ") || "nothing selected"}`);
+}
+
+export async function repro(ctx: ProjectContext, targets: string[], opts: ReproOptions): Promise<number> {
+  const jobs = opts.jobs ?? 1;
+  if (!Number.isInteger(jobs) || jobs < 1) throw new InputError(`-j/--jobs must be a whole number >= 1 (got ${opts.jobs})`);
+  const defaultExecutor = opts.executor ?? "local";
+  if (defaultExecutor !== "local" && defaultExecutor !== "slurm") throw new InputError(`--executor must be local or slurm (got ${defaultExecutor})`);
+
+  const term = new Terminal();
+  const project = await loadProject(ctx);
+  const graph = buildGraph(project.stages, (rel) => fs.existsSync(path.join(ctx.root, rel)));
+  const selected = selectStages(graph, targets, { downstream: opts.downstream });
+  const forceTargets = opts.force ? (targets.length ? targetStages(graph, targets) : new Set(selected)) : new Set<string>();
+  const pool = await resolveGpuPool(opts.gpus);
+  const executorName = (stage: Stage): string => stage.executor ?? defaultExecutor;
+  const executor = executorFactory(ctx);
+  // an unavailable executor is bad input: fail before anything runs
+  for (const n of new Set(selected.map((s) => executorName(graph.stages.get(s)!)))) await executor(n);
+
+  const hasher = new Hasher(ctx);
+  if (opts.dry) {
+    const statuses = await computeStatus(project, graph, selected, { force: false, forceTargets, interrupted: await listInterrupted(ctx), hasher });
+    const runner = new Runner({
+      project, graph, selected, force: false, forceTargets, keepGoing: !!opts.keepGoing, jobs, gpuPool: pool.ids,
+      executorName, executor, hasher, terminal: term, provenance: null as never, signal: new AbortController().signal,
+    });
+    runner.schedNodes(statuses); // GPU needs: same error as a real run
+    printDry(term, statuses);
+    await hasher.save();
+    return 0;
+  }
+
+  const ac = new AbortController();
+  let mutex: ReproMutex | null = null;
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals === 1) {
+      term.info(`\n${sig}: stopping running stages (again to kill them at once)...`);
+      ac.abort();
+      return;
+    }
+    killAllLocalJobs();
+    mutex?.release();
+    process.exit(130);
+  };
+  const releaseOnExit = () => mutex?.release();
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+  process.on("SIGHUP", onSignal);
+  process.on("exit", releaseOnExit);
+  try {
+    mutex = await ReproMutex.acquire(ctx, {
+      wait: opts.wait,
+      say: (m) => term.info(m),
+      command: `repro ${process.argv.slice(3).join(" ")}`.trim(),
+      signal: ac.signal,
+    });
+    if (pool.ids.length && pool.source !== "--gpus") term.info(`GPUs: ${pool.ids.join(",")} (from ${pool.source})`);
+    const provenance = new Provenance(ctx, pool.ids);
+    const runner = new Runner({
+      project, graph, selected, force: false, forceTargets, keepGoing: !!opts.keepGoing, jobs, gpuPool: pool.ids,
+      executorName, executor, hasher, terminal: term, provenance, signal: ac.signal,
+    });
+    await runner.recover();
+    const statuses = await runner.plan();
+    const summary = await runner.run(statuses);
+    await hasher.save();
+    printSummary(term, summary);
+    const code = summary.aborted ? 130 : summary.failed.length ? 1 : 0;
+    if (provenance.record.stages.length) provenance.finish(code);
+    return code;
+  } catch (e) {
+    if (ac.signal.aborted && !(e instanceof InputError)) throw new PipelineError(`interrupted: ${(e as Error).message}`, 130);
+    throw e;
+  } finally {
+    term.close();
+    mutex?.release();
+    process.off("SIGINT", onSignal);
+    process.off("SIGTERM", onSignal);
+    process.off("SIGHUP", onSignal);
+    process.off("exit", releaseOnExit);
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * One repro at a time per project + profile: `<profileStateDir>/repro.mutex.json`, created with
+ * O_EXCL and holding {host, pid, process start time, start time, command}.
+ *
+ * - Held by a live process: refuse, naming the holder, or (--wait) poll until it is released.
+ * - Left by a dead process on this host (pid gone, or the pid now belongs to a process started at
+ *   another time: pid reuse) is taken over, and we say so. Takeover is serialized by a second,
+ *   short-lived O_EXCL file (`repro.mutex.json.takeover`): the taker re-reads the mutex under it
+ *   and removes it only if it still names the same dead holder, then competes with O_EXCL like
+ *   everyone else. A takeover file older than 30 s is itself left by a crash and is removed.
+ * - Held from another host (shared file system): we cannot tell whether it is alive, so we refuse
+ *   and say how to remove it by hand.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import crypto from "node:crypto";
+import type { ProjectContext } from "./context.ts";
+import { PipelineError } from "./errors.ts";
+
+export interface MutexHolder {
+  host: string;
+  pid: number;
+  /** Kernel start time of the process (/proc/<pid>/stat field 22), to detect pid reuse. */
+  procStart?: string;
+  startedAt: string;
+  command: string;
+  token: string;
+}
+
+export function mutexFile(ctx: ProjectContext): string {
+  return path.join(ctx.profileStateDir, "repro.mutex.json");
+}
+
+function procStart(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "latin1");
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Is the holder certainly dead? (only decidable on the same host) */
+export function holderIsDead(h: MutexHolder): boolean {
+  if (h.host !== os.hostname()) return false;
+  try {
+    process.kill(h.pid, 0);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "ESRCH") return true;
+    // EPERM: exists (another user's process)
+  }
+  if (h.procStart !== undefined) {
+    const now = procStart(h.pid);
+    if (now !== undefined && now !== h.procStart) return true; // pid reused by another process
+  }
+  return false;
+}
+
+function readHolder(file: string): MutexHolder | null {
+  try {
+    return JSON.parse(fs.readFileSync(file, "utf8")) as MutexHolder;
+  } catch {
+    return null;
+  }
+}
+
+export function describeHolder(h: MutexHolder): string {
+  return `pid ${h.pid} on ${h.host}, started ${h.startedAt}${h.command ? ` (${h.command})` : ""}`;
+}
+
+export interface AcquireOptions {
+  wait?: boolean;
+  /** Poll interval while waiting (ms). */
+  pollMs?: number;
+  /** Messages for the user (takeover, waiting). */
+  say?: (msg: string) => void;
+  command?: string;
+  /** Aborts a wait. */
+  signal?: AbortSignal;
+}
+
+export class ReproMutex {
+  private released = false;
+  private constructor(
+    readonly file: string,
+    readonly holder: MutexHolder,
+  ) {}
+
+  static async acquire(ctx: ProjectContext, opts: AcquireOptions = {}): Promise<ReproMutex> {
+    const file = mutexFile(ctx);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    const me: MutexHolder = {
+      host: os.hostname(),
+      pid: process.pid,
+      procStart: procStart(process.pid),
+      startedAt: new Date().toISOString(),
+      command: opts.command ?? "",
+      token: crypto.randomBytes(8).toString("hex"),
+    };
+    let announcedWait = false;
+    for (;;) {
+      if (tryCreate(file, me)) return new ReproMutex(file, me);
+      const h = readHolder(file);
+      if (h === null) {
+        // being written right now, or garbage: give a writer a moment, then treat garbage as stale
+        await sleep(50);
+        const again = readHolder(file);
+        if (again === null && fs.existsSync(file)) {
+          const age = Date.now() - fs.statSync(file).mtimeMs;
+          if (age > 5000 && takeOver(file, null)) {
+            opts.say?.(`removed an unreadable repro mutex ${file}`);
+          }
+        }
+        continue;
+      }
+      if (holderIsDead(h)) {
+        if (takeOver(file, h)) opts.say?.(`taking over the repro mutex left by a dead process (${describeHolder(h)})`);
+        else await sleep(50);
+        continue;
+      }
+      if (!opts.wait) {
+        const remote = h.host !== os.hostname();
+        throw new PipelineError(
+          `another repro is running on this project${ctx.profile !== "default" ? ` (profile ${ctx.profile})` : ""}: ${describeHolder(h)}.\n` +
+            `Wait for it, or use --wait to queue behind it.` +
+            (remote ? ` If that process is gone (host ${h.host} crashed), delete ${file}.` : ""),
+          1,
+        );
+      }
+      if (!announcedWait) {
+        opts.say?.(`waiting for the repro holding this project: ${describeHolder(h)}`);
+        announcedWait = true;
+      }
+      if (opts.signal?.aborted) throw new PipelineError("interrupted while waiting for the repro mutex", 130);
+      await sleep(opts.pollMs ?? 500);
+    }
+  }
+
+  /** Release (only if the file is still ours). Synchronous so it also works in exit handlers. */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    const h = readHolder(this.file);
+    if (h && h.token === this.holder.token) fs.rmSync(this.file, { force: true });
+  }
+}
+
+function tryCreate(file: string, me: MutexHolder): boolean {
+  // write to a temp file first and hard-link it into place: the mutex appears complete or not at all
+  const tmp = `${file}.${me.pid}.${me.token}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(me, null, 2) + "\n");
+  try {
+    fs.linkSync(tmp, file); // fails with EEXIST like O_EXCL
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === "EEXIST") return false;
+    if ((e as NodeJS.ErrnoException).code === "EPERM" || (e as NodeJS.ErrnoException).code === "ENOTSUP") {
+      // file systems without hard links: plain O_EXCL
+      try {
+        const fd = fs.openSync(file, "wx");
+        fs.writeSync(fd, JSON.stringify(me, null, 2) + "\n");
+        fs.closeSync(fd);
+        return true;
+      } catch (e2) {
+        if ((e2 as NodeJS.ErrnoException).code === "EEXIST") return false;
+        throw e2;
+      }
+    }
+    throw e;
+  } finally {
+    fs.rmSync(tmp, { force: true });
+  }
+}
+
+/** Remove the mutex if it still names `dead` (null: still unreadable), serialized by a takeover file. */
+function takeOver(file: string, dead: MutexHolder | null): boolean {
+  const guard = `${file}.takeover`;
+  let fd: number;
+  try {
+    fd = fs.openSync(guard, "wx");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    try {
+      if (Date.now() - fs.statSync(guard).mtimeMs > 30_000) fs.rmSync(guard, { force: true });
+    } catch {
+      /* gone meanwhile */
+    }
+    return false;
+  }
+  try {
+    const now = readHolder(file);
+    const same = dead === null ? now === null && fs.existsSync(file) : now !== null && now.token === dead.token && now.pid === dead.pid;
+    if (!same) return false;
+    fs.rmSync(file, { force: true });
+    return true;
+  } finally {
+    fs.closeSync(fd);
+    fs.rmSync(guard, { force: true });
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,98 @@
+/**
+ * Provenance of runs, kept out of the lock (which has no timestamps): one JSON record per repro
+ * invocation under `<profileStateDir>/runs/<start>-<pid>.json`, rewritten atomically after every
+ * stage so a crash still leaves what happened so far. Per stage: start, end, exit code / signal,
+ * GPU ids, peak memory, executor and job id, outcome.
+ */
+import { execFileSync } from "node:child_process";
+import os from "node:os";
+import path from "node:path";
+import type { ProjectContext } from "./context.ts";
+import { writeFileAtomicSync } from "./journal.ts";
+
+export interface StageRunRecord {
+  stage: string;
+  identity: string;
+  outcome: "ok" | "failed" | "interrupted" | "recovered";
+  startedAt: string;
+  endedAt: string;
+  exitCode: number | null;
+  signal?: string | null;
+  gpus: string[];
+  peakRssKb?: number;
+  executor: string;
+  jobId?: string;
+  state?: string;
+  message?: string;
+}
+
+export interface RunRecord {
+  startedAt: string;
+  endedAt?: string;
+  host: string;
+  pid: number;
+  user: string;
+  argv: string[];
+  profile: string;
+  gitCommit?: string;
+  gitDirty?: boolean;
+  gpuPool: string[];
+  exitCode?: number;
+  stages: StageRunRecord[];
+}
+
+function git(root: string, args: string[]): string | undefined {
+  try {
+    return execFileSync("git", args, { cwd: root, stdio: ["ignore", "pipe", "ignore"], timeout: 10_000 }).toString().trim();
+  } catch {
+    return undefined;
+  }
+}
+
+export class Provenance {
+  readonly file: string;
+  readonly record: RunRecord;
+
+  constructor(ctx: ProjectContext, gpuPool: string[]) {
+    const startedAt = new Date().toISOString();
+    this.file = path.join(ctx.profileStateDir, "runs", `${startedAt.replace(/[:.]/g, "-")}-${process.pid}.json`);
+    const commit = git(ctx.root, ["rev-parse", "HEAD"]);
+    let user = "";
+    try {
+      user = os.userInfo().username;
+    } catch {
+      /* no passwd entry */
+    }
+    this.record = {
+      startedAt,
+      host: os.hostname(),
+      pid: process.pid,
+      user,
+      argv: process.argv.slice(2),
+      profile: ctx.profile,
+      gpuPool,
+      stages: [],
+    };
+    if (commit) {
+      this.record.gitCommit = commit;
+      // tracked files changed? (untracked ones are ignored: outputs usually are)
+      const dirty = git(ctx.root, ["status", "--porcelain", "--untracked-files=no"]);
+      if (dirty !== undefined) this.record.gitDirty = dirty.length > 0;
+    }
+  }
+
+  addStage(r: StageRunRecord): void {
+    this.record.stages.push(r);
+    this.save();
+  }
+
+  finish(exitCode: number): void {
+    this.record.endedAt = new Date().toISOString();
+    this.record.exitCode = exitCode;
+    this.save();
+  }
+
+  save(): void {
+    writeFileAtomicSync(this.file, JSON.stringify(this.record, null, 2) + "\n");
+  }
+}
