@@ -155,11 +155,13 @@ def check_reference_consistency(ref: CheckpointResult, reference: Reference) -> 
             raise InputError(f"reference checkpoint {ref.name}: role {role!r} has {got} passing responses, "
                              f"{reference.directory / 'roles.json'} says {want}; use the same activations and scores")
     layer = reference.pca_layer
-    a, b = ref.vectors.role_vectors[layer], reference.role_vectors[layer]
-    tol = 1e-4 * max(1.0, float(np.abs(b).max()))
-    if a.shape != b.shape or float(np.abs(a - b).max()) > tol:
+    for mine, theirs, what in ((ref.vectors.role_vectors[layer], reference.role_vectors[layer], "role_vectors.pt"),
+                               (ref.vectors.axis[layer], reference.axis[layer], "axis.pt")):
+        tol = 1e-4 * max(1.0, float(np.abs(theirs).max()))
+        if mine.shape == theirs.shape and float(np.abs(mine - theirs).max()) <= tol:
+            continue
         raise InputError(f"reference checkpoint {ref.name} ({ref.directory}) does not reproduce "
-                         f"{reference.directory / 'role_vectors.pt'} at layer {layer}; --reference-checkpoint must name "
+                         f"{reference.directory / what} at layer {layer}; --reference-checkpoint must name "
                          "the checkpoint persona_space was run on")
 
 
