@@ -1,0 +1,74 @@
+/**
+ * Test helpers for the real single-node SLURM cluster (scripts/slurm/start.sh): bring it up when
+ * `sinfo` does not answer, and ask sacct/squeue about jobs.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import path from "node:path";
+import fs from "node:fs";
+import os from "node:os";
+
+export const REPO = path.resolve(import.meta.dirname, "../..");
+
+/** Start the cluster if needed (idempotent and fast when it is up). */
+export function ensureSlurm(): void {
+  const up = spawnSync("timeout", ["5", "sinfo", "-h", "-o", "%T"], { encoding: "utf8" });
+  if (up.status === 0 && /idle|mixed|allocated/.test(up.stdout)) return;
+  execFileSync("bash", [path.join(REPO, "scripts/slurm/start.sh")], { stdio: ["ignore", "inherit", "inherit"], timeout: 600_000 });
+}
+
+export interface AcctRow {
+  jobId: string;
+  name: string;
+  state: string;
+  exitCode: string;
+  start: Date;
+  end: Date;
+  comment: string;
+}
+
+/** Allocation rows (-X) of the given job ids, or of every job with that name. */
+export function sacctRows(sel: { ids?: string[]; name?: string }): AcctRow[] {
+  const args = ["-n", "-X", "-P", "-S", "2000-01-01", "-o", "JobID,JobName%200,State,ExitCode,Start,End,Comment%200"];
+  if (sel.ids) args.push("-j", sel.ids.join(","));
+  if (sel.name) args.push(`--name=${sel.name}`);
+  const out = execFileSync("sacct", args, { encoding: "utf8" });
+  return out
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => {
+      const [jobId, name, state, exitCode, start, end, comment] = l.split("|");
+      return { jobId, name, state, exitCode, start: new Date(start), end: new Date(end), comment };
+    });
+}
+
+/** Job ids squeue still lists (any state) among `ids`. */
+export function squeueIds(ids: string[]): string[] {
+  const r = spawnSync("squeue", ["-h", "-j", ids.join(","), "-o", "%i|%T"], { encoding: "utf8" });
+  if (r.status !== 0) return [];
+  return r.stdout
+    .split("\n")
+    .filter(Boolean)
+    .filter((l) => !/\|(COMPLETED|CANCELLED|FAILED|TIMEOUT)$/.test(l))
+    .map((l) => l.split("|")[0]);
+}
+
+/** Poll `cond` until true or `ms` elapse. */
+export async function waitFor(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+export function tmpProject(prefix: string): string {
+  // /tmp is fine: this single node is its own shared filesystem.
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Whether intervals overlap pairwise-all: the latest start is before the earliest end. */
+export function allOverlap(rows: { start: Date; end: Date }[]): boolean {
+  const latestStart = Math.max(...rows.map((r) => r.start.getTime()));
+  const earliestEnd = Math.min(...rows.map((r) => r.end.getTime()));
+  return latestStart < earliestEnd;
+}
