@@ -49,7 +49,11 @@ export class YamlFile {
         const first = e.message.split("\n")[0];
         return `${display}:${p.line}:${p.col}: ${first}`;
       });
-      throw new InputError(`${msgs.join("\n")}\n(fix the YAML syntax of ${display})`);
+      const line = text.split("\n")[lines.linePos(doc.errors[0]!.pos[0]).line - 1] ?? "";
+      const hint = /[[{][^\n]*\$\{|\$\{[^\n]*[\]}]/.test(line)
+        ? "; a ${...} inside [ ] or { } must be quoted: [\"${out}/x\"], or use a block list (- ${out}/x)"
+        : "";
+      throw new InputError(`${msgs.join("\n")}\n(fix the YAML syntax of ${display}${hint})`);
     }
     return new YamlFile(display, doc, lines, doc.toJS({ maxAliasCount: 1000 }));
   }

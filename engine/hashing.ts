@@ -239,9 +239,13 @@ export class Hasher {
   }
 }
 
-/** Wall-clock time in ns (comparable with file timestamps), taken BEFORE a stat. */
+/**
+ * Wall-clock time in ns (comparable with file timestamps), taken just before a stat. Date.now()
+ * is truncated to the millisecond, so 1 ms is added to keep it at or after a timestamp the kernel
+ * gave in the same millisecond (negligible next to the racy window).
+ */
 function nowNs(): bigint {
-  return BigInt(Date.now()) * 1_000_000n;
+  return BigInt(Date.now() + 1) * 1_000_000n;
 }
 
 async function statOrNull(abs: string, rel: string): Promise<fs.BigIntStats | null> {
