@@ -139,7 +139,8 @@ export class SlurmExecutor implements Executor {
     await fs.mkdir(path.dirname(job.logFile), { recursive: true });
     const script = path.join(dir, scriptFileName(stage.name));
     await fs.writeFile(script, renderBatchScript(job), { mode: 0o755 });
-    const offset = await fileSize(job.logFile);
+    // A fresh log per attempt, as the local executor writes; SLURM appends to it (--open-mode=append).
+    await fs.writeFile(job.logFile, "");
 
     const args = sbatchArgs(job, script, this.ctx.root);
     const res = await slurmCommand("sbatch", args, { env: sbatchEnv(job.env) });
@@ -155,7 +156,9 @@ export class SlurmExecutor implements Executor {
     const jobId = parseSbatchOutput(res.stdout);
     job.onSubmitted?.(jobId);
     io.onState?.(`SUBMITTED (job ${jobId})`);
-    return this.follow(jobId, job, io, offset, submittedAt);
+    // The runner already printed each cmd; the script's `$ cmd` lines are for the log file only.
+    const echoed = stage.cmd.flatMap((c) => `$ ${c}`.split("\n"));
+    return this.follow(jobId, job, io, 0, submittedAt, echoed);
   }
 
   async isActive(jobId: string): Promise<boolean> {
@@ -194,8 +197,15 @@ export class SlurmExecutor implements Executor {
   }
 
   /** Wait for `jobId` to end while tailing its log; then explain its final record. */
-  private async follow(jobId: string, job: JobSpec, io: ExecutorIO, offset: number, since: Date): Promise<JobResult> {
-    const tail = new LogTail(job.logFile, offset, (l) => io.onOutput(l));
+  private async follow(jobId: string, job: JobSpec, io: ExecutorIO, offset: number, since: Date, echoed: string[] = []): Promise<JobResult> {
+    let skip = 0;
+    const tail = new LogTail(job.logFile, offset, (l) => {
+      if (skip < echoed.length && l === echoed[skip]) {
+        skip++;
+        return;
+      }
+      io.onOutput(l);
+    });
     const tailTimer = setInterval(() => void tail.poll(), this.tailMs);
     let cancelledByRunner = false;
     let reported = "";

@@ -72,7 +72,7 @@ export function explainRecord(rec: SacctRecord, cx: ExplainContext): Outcome {
     case "FAILED": {
       if (memKilled) {
         return {
-          ok: false, exitCode: null, signal: sig ? signalName(sig) : null, state: "OUT_OF_MEMORY",
+          ok: false, exitCode: null, signal: null, state: "OUT_OF_MEMORY",
           message: `${id} ran out of memory${node}${after}: SLURM killed it for exceeding its memory limit; ${memHint}`,
         };
       }
@@ -80,22 +80,22 @@ export function explainRecord(rec: SacctRecord, cx: ExplainContext): Outcome {
         const name = signalName(rec.exitSignal);
         return {
           ok: false, exitCode: null, signal: name, state: "FAILED",
-          message: `${id} FAILED${node}${after}: ${explainExit(null, name)}`,
+          message: `signal ${name} (${id} FAILED${node}${after}): ${explainExit(null, name)}`,
         };
       }
       return {
         ok: false, exitCode: rec.exitCode, signal: null, state: "FAILED",
-        message: `${id} FAILED with exit code ${rec.exitCode}${node}${after}: ${explainExit(rec.exitCode)}`,
+        message: `exit code ${rec.exitCode} (${id} FAILED${node}${after}): ${explainExit(rec.exitCode)}`,
       };
     }
     case "OUT_OF_MEMORY":
       return {
-        ok: false, exitCode: null, signal: sig ? signalName(sig) : null, state: "OUT_OF_MEMORY",
+        ok: false, exitCode: null, signal: null, state: "OUT_OF_MEMORY",
         message: `${id} ran out of memory (OUT_OF_MEMORY)${node}${after}: ${memHint}`,
       };
     case "TIMEOUT":
       return {
-        ok: false, exitCode: null, signal: "SIGTERM", state: "TIMEOUT",
+        ok: false, exitCode: null, signal: null, state: "TIMEOUT",
         message:
           `${id} was killed by its time limit (TIMEOUT${rec.timelimit ? `, limit ${rec.timelimit}` : ""})${node}${after}: ` +
           `raise resources.time${cx.time ? ` (now ${cx.time})` : ""}; persist: true outs let the next run resume`,
@@ -109,7 +109,7 @@ export function explainRecord(rec: SacctRecord, cx: ExplainContext): Outcome {
             ? `by uid ${rec.cancelledByUid}`
             : "";
       return {
-        ok: false, exitCode: null, signal: sig ? signalName(sig) : null, state: "CANCELLED",
+        ok: false, exitCode: null, signal: null, state: "CANCELLED",
         message: `${id} was CANCELLED${who ? ` ${who}` : ""}${node}${after}`,
       };
     }

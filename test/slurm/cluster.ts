@@ -26,8 +26,21 @@ export interface AcctRow {
   comment: string;
 }
 
-/** Allocation rows (-X) of the given job ids, or of every job with that name. */
+/**
+ * Allocation rows (-X) of the given job ids, or of every job with that name. slurmdbd may hear
+ * of a job's steps before its start record and shows a placeholder (name "allocation", no
+ * comment) for a moment: read again until the records are complete.
+ */
 export function sacctRows(sel: { ids?: string[]; name?: string }): AcctRow[] {
+  for (let i = 0; ; i++) {
+    const rows = sacctOnce(sel);
+    const complete = rows.every((r) => r.name !== "allocation" && !Number.isNaN(r.end.getTime()));
+    if (complete || i >= 50) return rows;
+    execFileSync("sleep", ["0.2"]);
+  }
+}
+
+function sacctOnce(sel: { ids?: string[]; name?: string }): AcctRow[] {
   const args = ["-n", "-X", "-P", "-S", "2000-01-01", "-o", "JobID,JobName%200,State,ExitCode,Start,End,Comment%200"];
   if (sel.ids) args.push("-j", sel.ids.join(","));
   if (sel.name) args.push(`--name=${sel.name}`);

@@ -63,8 +63,10 @@ describe("SLURM executor on a real cluster", () => {
       expect(ios[i].states[0]).toBe(`SUBMITTED (job ${r.jobId})`);
       expect(ios[i].states.some((s) => s.startsWith("RUNNING on "))).toBe(true);
       expect(ios[i].states.at(-1)).toBe("COMPLETED");
-      // the log streamed while it ran: the command lines and its output
-      expect(ios[i].lines).toContain("$ sleep 3");
+      // the output streamed while it ran; the log file also shows each command (the runner prints those itself)
+      expect(ios[i].lines).toContain(`start ${names[i].split("@")[1]} gpu=${ios[i].lines[0].split("gpu=")[1]}`);
+      expect(ios[i].lines).not.toContain("$ sleep 3");
+      expect(fs.readFileSync(specs[i].logFile, "utf8")).toContain("$ sleep 3\n");
     }
     // SLURM chose the GPUs: three different ones of the fake gpu:4, not the login node's "7"
     const gpus = ios.map((x) => x.lines.find((l) => l.startsWith("start "))!.split("gpu=")[1]);
@@ -99,7 +101,7 @@ describe("SLURM executor on a real cluster", () => {
     const x = io();
     const r: JobResult = await ex.run(s, x.io);
     expect(r).toMatchObject({ exitCode: 3, state: "FAILED", jobId: s.ids[0] });
-    expect(r.message).toMatch(new RegExp(`SLURM job ${s.ids[0]} FAILED with exit code 3`));
+    expect(r.message).toMatch(new RegExp(`^exit code 3 \\(SLURM job ${s.ids[0]} FAILED on `));
     expect(x.lines).toContain("before");
     expect(x.lines).toContain("# exit code 3");
     expect(fs.existsSync(path.join(root, "after.txt"))).toBe(false);

@@ -232,7 +232,7 @@ describe("final states explained", () => {
   it("FAILED carries the exit code and its meaning", () => {
     const o = explainRecord(sacct("FAILED", "3:0"), { stageName: "s" });
     expect(o).toMatchObject({ ok: false, exitCode: 3, state: "FAILED" });
-    expect(o.message).toMatch(/SLURM job 7 FAILED with exit code 3 on gpu12/);
+    expect(o.message).toMatch(/^exit code 3 \(SLURM job 7 FAILED on gpu12 after 00:01:13\): /);
     const k = explainRecord(sacct("FAILED", "137:0"), { stageName: "s" });
     expect(k.message).toMatch(/exit code 137.*out of memory/);
     const sig = explainRecord(sacct("FAILED", "0:11"), { stageName: "s" });
