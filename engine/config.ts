@@ -22,7 +22,7 @@ import { FieldInterpolationError, Interpolator, InterpolationError, getPath, spl
 
 export interface Project {
   ctx: ProjectContext;
-  /** params.yaml deep-merged with the profile (profile wins; lists replaced). */
+  /** The params in force: the profile file if given (it replaces params.yaml), else params.yaml. */
   params: Record<string, unknown>;
   /** In pipeline.yaml order, foreach instances in item order. */
   stages: Stage[];
@@ -104,16 +104,6 @@ export function formatKeyPath(p: KeyPath): string {
   return s || "(top level)";
 }
 
-/** Deep merge: mappings merged key by key, anything else (lists included) replaced by `over`. */
-export function deepMerge(base: unknown, over: unknown): unknown {
-  if (isPlainObject(base) && isPlainObject(over)) {
-    const out: Record<string, unknown> = { ...base };
-    for (const [k, v] of Object.entries(over)) out[k] = k in out ? deepMerge(out[k], v) : v;
-    return out;
-  }
-  return over;
-}
-
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
 }
@@ -182,12 +172,13 @@ export interface LoadedParams {
   paramsFileExists: boolean;
 }
 
-/** params.yaml deep-merged with the profile file. A missing params.yaml gives `{}`. */
+/**
+ * The params in force: the profile file (`-P params/demo.yaml`) when one is given, which REPLACES
+ * params.yaml (profiles are complete params files: see params/*.yaml and stages/lib/params.ts),
+ * else params.yaml. A missing params.yaml gives `{}` (fine as long as nothing needs params).
+ */
 export function loadParams(ctx: ProjectContext): LoadedParams {
   const display = (f: string) => path.relative(ctx.root, f) || f;
-  let params: Record<string, unknown> = {};
-  const sources: string[] = [];
-  const paramsFileExists = fs.existsSync(ctx.paramsFile);
   const readMapping = (file: string) => {
     const y = YamlFile.read(file, display(file));
     if (y.value === null || y.value === undefined) return {};
@@ -196,18 +187,15 @@ export function loadParams(ctx: ProjectContext): LoadedParams {
     }
     return y.value;
   };
-  if (paramsFileExists) {
-    params = readMapping(ctx.paramsFile);
-    sources.push(display(ctx.paramsFile));
-  }
+  const paramsFileExists = fs.existsSync(ctx.paramsFile);
   if (ctx.profileFile) {
     if (!fs.existsSync(ctx.profileFile)) {
       throw new InputError(`profile params file ${display(ctx.profileFile)} does not exist (check -P/--params-file)`);
     }
-    params = deepMerge(params, readMapping(ctx.profileFile)) as Record<string, unknown>;
-    sources.push(display(ctx.profileFile));
+    return { params: readMapping(ctx.profileFile), sources: [display(ctx.profileFile)], paramsFileExists };
   }
-  return { params, sources, paramsFileExists };
+  if (!paramsFileExists) return { params: {}, sources: [], paramsFileExists };
+  return { params: readMapping(ctx.paramsFile), sources: [display(ctx.paramsFile)], paramsFileExists };
 }
 
 export async function loadProject(ctx: ProjectContext): Promise<Project> {

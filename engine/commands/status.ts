@@ -7,21 +7,10 @@ import path from "node:path";
 import type { ProjectContext } from "../context.ts";
 import { loadProject } from "../config.ts";
 import { buildGraph, selectStages } from "../graph.ts";
+import { listInterrupted } from "../journal.ts";
 import { formatReason } from "../plan.ts";
 import { computeStatus } from "../status.ts";
 import type { StageStatus } from "../types.ts";
-
-/**
- * Stages whose last attempt was interrupted, from the runner's journal (engine/journal.ts,
- * `listInterrupted(ctx)`). TODO(lead): replace with a static import once engine/journal.ts is
- * committed; until then a missing module means "no journal": an empty set.
- */
-export async function interruptedStages(ctx: ProjectContext): Promise<Set<string>> {
-  const spec = "../journal.ts";
-  if (!fs.existsSync(path.join(import.meta.dirname, spec))) return new Set();
-  const mod = (await import(spec)) as { listInterrupted?: (c: ProjectContext) => Promise<Set<string>> };
-  return mod.listInterrupted ? await mod.listInterrupted(ctx) : new Set();
-}
 
 /** The stable `--json` shape. */
 export function statusJson(statuses: StageStatus[]): unknown {
@@ -57,7 +46,8 @@ export async function status(ctx: ProjectContext, targets: string[], opts: { jso
   const project = await loadProject(ctx);
   const graph = buildGraph(project.stages, (p) => fs.existsSync(path.join(ctx.root, p)));
   const selected = selectStages(graph, targets, {});
-  const interrupted = await interruptedStages(ctx);
+  // Stages whose last attempt did not finish (the runner's journal) are never "current".
+  const interrupted = await listInterrupted(ctx);
   const statuses = await computeStatus(project, graph, selected, { interrupted });
   process.stdout.write(opts.json ? JSON.stringify(statusJson(statuses), null, 2) + "\n" : formatStatus(statuses));
   return statuses.some((s) => s.reasons.length > 0) ? 1 : 0;

@@ -5,6 +5,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadProject } from "../../engine/config.ts";
 import { Hasher } from "../../engine/hashing.ts";
+import { newJournal, removeJournal, writeJournal } from "../../engine/journal.ts";
 import { lockEntry, writeLock } from "../../engine/lock.ts";
 import type { LockFile } from "../../engine/types.ts";
 import { tmpProject } from "./helpers.ts";
@@ -125,6 +126,18 @@ describe("tsx run.ts status", () => {
         "",
       ].join("\n"),
     );
+  });
+
+  it("reports a stage whose last run was interrupted (a journal of the runner is left)", async () => {
+    const ctx = p.ctx();
+    writeJournal(ctx, newJournal("prepare", "0".repeat(64), "local", []));
+    try {
+      const r = await cli(p.root, "status", "prepare");
+      expect(r.exitCode).toBe(1);
+      expect(r.stdout).toContain("prepare: stale\n    interrupted (a previous run did not finish)\n");
+    } finally {
+      removeJournal(ctx, "prepare");
+    }
   });
 
   it("exit 2 with a located message on bad input (nothing printed on stdout)", async () => {

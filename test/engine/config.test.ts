@@ -91,16 +91,20 @@ describe("loadProject: interpolation and params", () => {
     expect(msg).toContain("pipeline.yaml:5:9: stages.a.params[0]: params from other.yaml are not supported");
   });
 
-  it("merges the profile over params.yaml (mappings merged, lists replaced)", async () => {
+  it("uses the profile file instead of params.yaml (profiles are complete params files)", async () => {
     const p = await load(
-      `stages:\n  a:\n    cmd: echo \${generation.temperature} \${generation.layers} \${out}\n`.replace("${generation.layers}", "${generation.layers[0]}"),
+      `stages:\n  a:\n    cmd: echo \${generation.layers[0]} \${out}\n`,
       PARAMS,
       { "params/demo.yaml": "out: outputs/tiny\ngeneration:\n  layers: [1]\n" },
       "params/demo.yaml",
     );
-    expect(p.params.generation).toEqual({ temperature: 0.7, layers: [1], gpus: 1 });
-    expect(p.stages[0]!.cmd).toEqual(["echo 0.7 1 outputs/tiny"]);
-    expect(p.stages[0]!.params).toEqual({ "generation.layers.0": 1, "generation.temperature": 0.7, out: "outputs/tiny" });
+    expect(p.params).toEqual({ out: "outputs/tiny", generation: { layers: [1] } });
+    expect(p.stages[0]!.cmd).toEqual(["echo 1 outputs/tiny"]);
+    expect(p.stages[0]!.params).toEqual({ "generation.layers.0": 1, out: "outputs/tiny" });
+    // a key only params.yaml has is not seen through the profile
+    expect(
+      await loadError(`stages:\n  a:\n    cmd: echo \${generation.temperature}\n`, PARAMS, { "params/demo.yaml": "generation: {}\n" }, "params/demo.yaml"),
+    ).toBe("pipeline.yaml:3:10: stages.a.cmd: ${generation.temperature} is not defined in params/demo.yaml; define it there or fix the key");
   });
 
   it("allows a missing params.yaml when nothing needs params", async () => {
