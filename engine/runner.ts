@@ -501,6 +501,7 @@ export class Runner {
   }
 
   private fail(name: string, what: string, logFile?: string): void {
+    const persist = this.o.graph.stages.get(name)?.outs.filter((o) => o.persist).map((o) => o.path) ?? [];
     const lines = [`FAILED ${name}: ${what}`];
     if (logFile) {
       lines.push(`  log: ${displayPath(logFile)}`);
@@ -510,7 +511,10 @@ export class Runner {
         for (const l of tail) lines.push(`  | ${l}`);
       }
     }
-    lines.push(`  its last good outputs were kept; nothing of this run was recorded in the lock`);
+    lines.push(
+      `  its last good outputs were kept; nothing of this run was recorded in the lock` +
+        (persist.length ? ` (persist outs ${persist.join(", ")} stay as the command left them, to resume)` : ""),
+    );
     this.say(lines.join("\n"));
   }
 }
