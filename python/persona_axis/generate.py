@@ -95,6 +95,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.roles is not None:
         a.roles = [r for item in a.roles for r in item.split(",") if r.strip()] or None
+    if a.model_display_name is None:
+        a.model_display_name = default_display_name(a.model_name)
     if not a.output_dir and not a.run_name:
         p.error("--run-name is required (or give a fixed --output-dir)")
     if a.resume and not a.output_dir and not a.timestamp:
@@ -304,8 +306,6 @@ def plan(a: argparse.Namespace) -> tuple[dict[str, list[Request]], list[str]]:
 
 def run_generation(a: argparse.Namespace, *, backend_obj: Any = None) -> Path:
     """Everything after argument parsing; ``backend_obj`` may be injected (tests of the vLLM path)."""
-    if a.model_display_name is None:
-        a.model_display_name = default_display_name(a.model_name)
     by_role, role_names = plan(a)
     backend = backend_obj.name if backend_obj is not None else choose_backend(a.backend)
     device = "cuda" if backend == "vllm" else resolve_device(a.device)
