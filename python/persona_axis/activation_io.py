@@ -164,7 +164,8 @@ def load_role(directory: str | os.PathLike, role: str, layers: Iterable[int] | N
 
 
 def load_scores(scores_dir: str | os.PathLike, role: str) -> dict[Key, int | None]:
-    """The judge's score of every response of ``role``: key -> 0..3, or None when unparseable."""
+    """The judge's score of every response of ``role``: key -> 0..3, or None when unparseable.
+    A key on several lines (a resumed judge appends) takes its last score; null never replaces a score."""
     path = Path(scores_dir) / f"{role}.jsonl"
     if not path.exists():
         raise InputError(f"{path}: judge scores not found for role {role!r} (run the judge stage, or leave out "
@@ -189,8 +190,8 @@ def load_scores(scores_dir: str | os.PathLike, role: str) -> dict[Key, int | Non
             score = rec["score"]
             if score is not None and (isinstance(score, bool) or score not in VALID_SCORES):
                 raise InputError(f"{path}:{lineno}: score must be 0, 1, 2, 3 or null, got {score!r}")
-            if key in scores:
-                raise InputError(f"{path}:{lineno}: duplicate score for response {key}")
+            if key in scores and scores[key] is not None and score is None:
+                continue  # like the judge's own reading: a later failed retry never replaces a score
             scores[key] = None if score is None else int(score)
     return scores
 

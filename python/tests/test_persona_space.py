@@ -278,3 +278,28 @@ def test_bad_inputs_give_clear_errors(tmp_path):
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(InputError, match="role_02_metadata.json: aggregation 'none' is not supported"):
         analyse(tmp_path / "acts", FilterSettings(None, 3, 1))
+
+
+def test_score_file_reading_follows_the_judge(tmp_path):
+    from persona_axis.activation_io import load_scores
+
+    lines = [
+        {"system_prompt_idx": 0, "question_idx": 0, "rollout_idx": 0, "score": None, "raw": ""},
+        {"system_prompt_idx": 0, "question_idx": 0, "rollout_idx": 0, "score": 3, "raw": "3"},   # resumed: scored now
+        {"system_prompt_idx": 0, "question_idx": 1, "rollout_idx": 0, "score": 2, "raw": "2"},
+        {"system_prompt_idx": 0, "question_idx": 1, "rollout_idx": 0, "score": None, "error": "timeout"},  # never replaces
+    ]
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert load_scores(tmp_path, "r") == {(0, 0, 0): 3, (0, 1, 0): 2}
+    (tmp_path / "r.jsonl").write_text('{"system_prompt_idx": 0, "question_idx": 0, "rollout_idx": 0, "score": 3}\n{oops\n')
+    with pytest.raises(InputError, match=r"r.jsonl:2: invalid JSON"):
+        load_scores(tmp_path, "r")
+
+
+def test_rows_must_match_the_metadata(tmp_path):
+    write_capture(tmp_path, "x", {0: np.zeros((5, 4))}, samples(5))
+    meta = json.loads((tmp_path / "x_metadata.json").read_text())
+    meta["samples"] = meta["samples"][:4]
+    (tmp_path / "x_metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=r"x_activations.pt: layer 0 has 5 rows but x_metadata.json lists 4 samples"):
+        load_role(tmp_path, "x")
