@@ -82,13 +82,30 @@ function parseJobId(jobId: string): { host: string; pgid: number; start: string 
   return m ? { host: m[1]!, pgid: Number(m[2]), start: m[3]! } : null;
 }
 
+/** Does any process of the group still run? Zombies (exited, not yet reaped) do not count. */
 function groupAlive(pgid: number): boolean {
   try {
     process.kill(-pgid, 0);
-    return true;
   } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
+    if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  let entries: string[];
+  try {
+    entries = fs.readdirSync("/proc");
+  } catch {
+    return true; // no /proc: trust kill(0)
+  }
+  for (const e of entries) {
+    if (e.charCodeAt(0) < 48 || e.charCodeAt(0) > 57) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${e}/stat`, "latin1");
+      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(rest[2]) === pgid && rest[0] !== "Z" && rest[0] !== "X") return true;
+    } catch {
+      /* gone */
+    }
+  }
+  return false;
 }
 
 export class LocalExecutor implements Executor {

@@ -347,7 +347,9 @@ export class Runner {
       j.phase = "promote";
       j.entry = entry;
       writeJournal(this.ctx, j);
+      crashPoint("promote", name);
       await this.updateLock(name, entry);
+      crashPoint("locked", name);
       this.deleteBackups(j);
       removeJournal(this.ctx, name);
       this.interrupted.delete(name);
@@ -397,6 +399,7 @@ export class Runner {
       j.outs.push(jo);
     }
     writeJournal(this.ctx, j); // planned backups are journaled before any rename
+    crashPoint("prepare", stage.name);
     for (const jo of j.outs) {
       if (!jo.backup) continue;
       const abs = path.join(root, jo.path);
@@ -412,6 +415,7 @@ export class Runner {
         fs.renameSync(abs, jo.backup);
       }
     }
+    crashPoint("backup", stage.name);
     for (const o of stage.outs) fs.mkdirSync(path.dirname(path.join(root, o.path)), { recursive: true });
     if (prev && prev.phase === "interrupted") this.interrupted.add(stage.name);
     return j;
@@ -517,6 +521,15 @@ export class Runner {
     );
     this.say(lines.join("\n"));
   }
+}
+
+/**
+ * Fault injection for tests of crash safety: `PIPELINE_CRASH_AT=<point>:<stage>` makes the runner
+ * SIGKILL itself at that point of that stage's attempt (points: prepare, backup, promote, locked).
+ */
+function crashPoint(point: string, stage: string): void {
+  const v = process.env.PIPELINE_CRASH_AT;
+  if (v && v === `${point}:${stage}`) process.kill(process.pid, "SIGKILL");
 }
 
 function exists(p: string): boolean {
