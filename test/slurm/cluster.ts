@@ -2,7 +2,7 @@
  * Test helpers for the real single-node SLURM cluster (scripts/slurm/start.sh): bring it up when
  * `sinfo` does not answer, and ask sacct/squeue about jobs.
  */
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_process";
 import path from "node:path";
 import fs from "node:fs";
 import os from "node:os";
@@ -84,4 +84,51 @@ export function allOverlap(rows: { start: Date; end: Date }[]): boolean {
   const latestStart = Math.max(...rows.map((r) => r.start.getTime()));
   const earliestEnd = Math.min(...rows.map((r) => r.end.getTime()));
   return latestStart < earliestEnd;
+}
+
+/** A temporary project made of `files` (path -> text). */
+export function makeProject(prefix: string, files: Record<string, string>): string {
+  const dir = tmpProject(prefix);
+  for (const [rel, text] of Object.entries(files)) {
+    fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
+    fs.writeFileSync(path.join(dir, rel), text);
+  }
+  return dir;
+}
+
+export interface CliRun {
+  child: ChildProcess;
+  /** stdout + stderr so far. */
+  out: () => string;
+  done: Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }>;
+}
+
+/** The real CLI, `node --import tsx run.ts -C dir ...args`, with a short SLURM poll interval. */
+export function startCli(dir: string, args: string[], env: Record<string, string> = {}): CliRun {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(REPO, "run.ts"), "-C", dir, ...args], {
+    cwd: REPO,
+    env: { ...process.env, PIPELINE_SLURM_POLL_MS: "300", PIPELINE_SLURM_TAIL_MS: "200", ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (out += d));
+  const done = new Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }>((resolve) => {
+    child.on("close", (code, signal) => resolve({ code, signal, out }));
+  });
+  return { child, out: () => out, done };
+}
+
+/** squeue entries (any user) whose job name starts with `prefix`: "id|STATE". */
+export function squeueByPrefix(prefix: string): { jobId: string; state: string; name: string }[] {
+  const r = spawnSync("squeue", ["-h", "-o", "%i|%T|%j"], { encoding: "utf8" });
+  if (r.status !== 0) return [];
+  return r.stdout
+    .split("\n")
+    .filter(Boolean)
+    .map((l) => {
+      const [jobId, state, name] = l.split("|");
+      return { jobId, state, name };
+    })
+    .filter((e) => e.name.startsWith(prefix) && !/^(COMPLETED|CANCELLED|FAILED|TIMEOUT)$/.test(e.state));
 }
