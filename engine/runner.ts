@@ -3,8 +3,8 @@
  * staging of outs, execution, verification and promotion into pipeline.lock.
  *
  * One attempt of a stage (every step journaled first, see journal.ts):
- *  1. re-plan: its deps are hashed again now; if it is current after all (its upstream stages
- *     produced what it already used), it is skipped;
+ *  1. its deps are hashed now; if it was to run only because upstream stages ran, it is
+ *     re-planned and skipped when current after all (they reproduced what it already used);
  *  2. persist outs: kept in place only for the identity (cmd, dep hashes, params, env) of the
  *     interrupted attempt they come from, or of the lock entry that recorded them; otherwise they
  *     are moved to `.pipeline/stale/<stage>/<n>/` (and we say so);
@@ -31,10 +31,10 @@ import type { Project } from "./config.ts";
 import type { Graph } from "./graph.ts";
 import type { Hasher } from "./hashing.ts";
 import { readLock, writeLock, lockEntry } from "./lock.ts";
-import { formatReason, stageIdentity } from "./plan.ts";
+import { formatReason, stageIdentity, stageReasons } from "./plan.ts";
 import { computeStatus } from "./status.ts";
 import { Scheduler, checkGpuNeeds, type SchedStage } from "./scheduler.ts";
-import { explainExit } from "./errors.ts";
+import { PipelineError, explainExit } from "./errors.ts";
 import { newJournal, readJournals, removeJournal, writeJournal, type Journal, type JournalOut } from "./journal.ts";
 import { safeName, tailLines, type Terminal } from "./output.ts";
 import type { Provenance } from "./provenance.ts";
@@ -228,21 +228,19 @@ export class Runner {
       if (this.o.signal.aborted) return "interrupted";
       const attach = this.attach.get(name);
       let reasons = planned;
-      if (!attach) {
-        // re-plan now: upstream stages may have produced exactly what this stage already used
-        const [st] = await computeStatus(this.o.project, this.o.graph, [name], {
-          forceTargets: this.o.force || this.o.forceTargets.has(name) ? new Set([name]) : undefined,
-          interrupted: this.interrupted.has(name) ? new Set([name]) : undefined,
-          hasher: this.o.hasher,
-        });
-        if (st && st.reasons.length === 0) {
+      // deps are hashed once, now (after upstream stages ran): for the re-plan, the identity and the lock entry
+      const deps = await this.o.hasher.hashPaths(stage.deps);
+      if (!attach && planned.length > 0 && planned.every((r) => r.kind === "upstream")) {
+        // re-plan: it ran only because upstream stages ran; they may have reproduced exactly what it used
+        const outs = await this.o.hasher.hashPaths(stage.outs.map((x) => x.path));
+        const entry = readLock(this.ctx.lockFile).stages[name];
+        const own = stageReasons(stage, entry, deps, outs, (h) => this.o.hasher.manifestSync(h));
+        if (own.length === 0) {
           this.say(`${name}: current after all (its upstream stages reproduced the same outputs); skipped`);
           return "current";
         }
-        if (st) reasons = st.reasons;
+        reasons = own;
       }
-
-      const deps = await this.o.hasher.hashPaths(stage.deps);
       const missingDep = stage.deps.filter((d) => !deps.get(d));
       if (missingDep.length) {
         this.fail(name, `missing dep${missingDep.length > 1 ? "s" : ""} ${missingDep.join(", ")} (deleted, or an upstream stage did not produce it)`);
@@ -365,7 +363,7 @@ export class Runner {
           this.say(`warning: could not roll back ${name}: ${(e2 as Error).message} (the next repro retries from the journal)`);
         }
       }
-      this.fail(name, `internal error: ${(e as Error).stack ?? e}`);
+      this.fail(name, e instanceof PipelineError ? e.message : `internal error: ${(e as Error).stack ?? e}`);
       return "failed";
     }
   }

@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import fs from "node:fs";
 import path from "node:path";
-import { cli, makeProject, read } from "./helpers.ts";
+import { cli, inproc, makeProject, read } from "./helpers.ts";
 
 describe("crash safety at every step", () => {
   it("prepare, backup, promote, locked: status says interrupted; repro completes", async () => {
@@ -24,17 +24,17 @@ describe("crash safety at every step", () => {
     outs: [n.txt]
 `,
     });
-    expect((await cli(dir, ["repro"])).code).toBe(0);
+    expect((await inproc(dir, ["repro"])).code).toBe(0);
     let v = 0;
     for (const point of ["prepare", "backup", "promote", "locked"]) {
       v++;
       fs.writeFileSync(path.join(dir, "src.txt"), `v${v}\n`);
       const crashed = await cli(dir, ["repro"], { PIPELINE_CRASH_AT: `${point}:make` });
       expect(crashed.signal, `${point}: ${crashed.out}`).toBe("SIGKILL");
-      const st = await cli(dir, ["status", "make"]);
+      const st = await inproc(dir, ["status", "make"]);
       expect(st.code, `${point}: ${st.out}`).toBe(1);
       expect(st.out).toMatch(/interrupted/);
-      const r = await cli(dir, ["repro"]);
+      const r = await inproc(dir, ["repro"]);
       expect(r.code, `${point}: ${r.out}`).toBe(0);
       expect(r.out).toMatch(/recovered make/);
       expect(read(dir, "o.txt")).toBe(`v${v}\n`);
@@ -43,7 +43,7 @@ describe("crash safety at every step", () => {
       expect(read(dir, "n.txt")).toBe(`v${v}\nv${v}\n`);
       expect(fs.readdirSync(path.join(dir, ".pipeline/journal"))).toEqual([]);
       expect(fs.readdirSync(path.join(dir, ".pipeline/backup/make"))).toEqual([]);
-      const ok = await cli(dir, ["status"]);
+      const ok = await inproc(dir, ["status"]);
       expect(ok.code, `${point}: ${ok.out}`).toBe(0);
     }
   });

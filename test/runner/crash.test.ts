@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { cli, exists, groupMembers, makeProject, read, startCli, waitFor } from "./helpers.ts";
+import { cli, exists, groupMembers, inproc, makeProject, read, startCli, waitFor } from "./helpers.ts";
 
 /** A stage that writes a partial out and then, if the file `hold` exists, blocks until `release` exists. */
 const HOLDING = {
@@ -47,7 +47,7 @@ async function startBlocked(dir: string, args: string[] = []) {
 describe("kill -9 of the runner", () => {
   it("runner and stage killed (machine crash): status says interrupted, repro restores and completes", async () => {
     const dir = makeProject(HOLDING);
-    expect((await cli(dir, ["repro"])).code).toBe(0);
+    expect((await inproc(dir, ["repro"])).code).toBe(0);
     const lock1 = read(dir, "pipeline.lock");
     fs.writeFileSync(path.join(dir, "src.txt"), "v2\n");
 
@@ -60,13 +60,13 @@ describe("kill -9 of the runner", () => {
     await waitFor(() => groupMembers(pgid).length === 0, "the stage group to die");
     expect(exists(dir, ".pipeline/repro.mutex.json")).toBe(true); // left behind by the dead runner
 
-    const st = await cli(dir, ["status"]);
+    const st = await inproc(dir, ["status"]);
     expect(st.code).toBe(1);
     expect(st.out).toMatch(/slow: stale[\s\S]*interrupted/);
     expect(read(dir, "pipeline.lock")).toBe(lock1);
 
     fs.rmSync(path.join(dir, "hold"));
-    const r = await cli(dir, ["repro"]);
+    const r = await inproc(dir, ["repro"]);
     expect(r.code, r.out).toBe(0);
     expect(r.out).toMatch(/taking over the repro mutex left by a dead process/);
     expect(r.out).toMatch(/recovered slow: its run .* was interrupted; restored its last good outputs/);
@@ -74,7 +74,7 @@ describe("kill -9 of the runner", () => {
     expect(read(dir, "n.txt")).toBe("v2\n");
     expect(fs.readdirSync(path.join(dir, ".pipeline/journal"))).toEqual([]);
     expect(fs.readdirSync(path.join(dir, ".pipeline/backup/slow"))).toEqual([]);
-    const st2 = await cli(dir, ["status"]);
+    const st2 = await inproc(dir, ["status"]);
     expect(st2.code, st2.out).toBe(0);
     expect(read(dir, "pipeline.lock")).not.toBe(lock1);
   });
@@ -87,19 +87,19 @@ describe("kill -9 of the runner", () => {
     await done;
     expect(groupMembers(pgid).length).toBeGreaterThan(0); // the stage still runs, orphaned
     fs.rmSync(path.join(dir, "hold"));
-    const r = await cli(dir, ["repro"]);
+    const r = await inproc(dir, ["repro"]);
     expect(r.code, r.out).toBe(0);
     expect(r.out).toMatch(/slow: stopping process group .* left running by an interrupted run/);
     expect(groupMembers(pgid)).toEqual([]);
     expect(read(dir, "o.txt")).toBe("v1\n");
-    expect((await cli(dir, ["status"])).code).toBe(0);
+    expect((await inproc(dir, ["status"])).code).toBe(0);
   });
 });
 
 describe("Ctrl-C", () => {
   it("SIGINT stops the stage's process group, rolls back, records nothing, exits 130", async () => {
     const dir = makeProject(HOLDING);
-    expect((await cli(dir, ["repro"])).code).toBe(0);
+    expect((await inproc(dir, ["repro"])).code).toBe(0);
     const lock1 = read(dir, "pipeline.lock");
     fs.writeFileSync(path.join(dir, "src.txt"), "v2\n");
     const { child, done } = await startBlocked(dir);
@@ -122,7 +122,7 @@ describe("one repro at a time", () => {
   it("a second repro refuses naming the holder; with --wait it waits and then runs", async () => {
     const dir = makeProject(HOLDING);
     const first = await startBlocked(dir);
-    const second = await cli(dir, ["repro"]);
+    const second = await inproc(dir, ["repro"]);
     expect(second.code).toBe(1);
     expect(second.stderr).toContain(`another repro is running on this project: pid ${first.child.pid} on ${os.hostname()}, started 20`);
     const waiting = startCli(dir, ["repro", "--wait"]);
@@ -144,13 +144,13 @@ describe("one repro at a time", () => {
     const holder = (host: string, pid: number) =>
       JSON.stringify({ host, pid, startedAt: "2026-01-01T00:00:00.000Z", command: "repro", token: "t" });
     fs.writeFileSync(path.join(dir, ".pipeline/repro.mutex.json"), holder(os.hostname(), dead));
-    const r = await cli(dir, ["repro"]);
+    const r = await inproc(dir, ["repro"]);
     expect(r.code, r.out).toBe(0);
     expect(r.out).toContain(`taking over the repro mutex left by a dead process (pid ${dead} on ${os.hostname()}`);
     expect(exists(dir, ".pipeline/repro.mutex.json")).toBe(false);
 
     fs.writeFileSync(path.join(dir, ".pipeline/repro.mutex.json"), holder("other-node-17", 4242));
-    const r2 = await cli(dir, ["repro"]);
+    const r2 = await inproc(dir, ["repro"]);
     expect(r2.code).toBe(1);
     expect(r2.stderr).toMatch(/pid 4242 on other-node-17.*\n.*If that process is gone \(host other-node-17 crashed\), delete .*repro\.mutex\.json/);
   });
@@ -170,31 +170,31 @@ describe("persist outs", () => {
 `,
     });
     const files = () => fs.readdirSync(path.join(dir, "ckpt")).sort();
-    expect((await cli(dir, ["repro"])).code).toBe(1);
+    expect((await inproc(dir, ["repro"])).code).toBe(1);
     expect(files()).toEqual(["lr", "step0"]);
-    const st = await cli(dir, ["status"]);
+    const st = await inproc(dir, ["status"]);
     expect(st.out).toMatch(/interrupted/);
-    const r2 = await cli(dir, ["repro"]);
+    const r2 = await inproc(dir, ["repro"]);
     expect(r2.code).toBe(1);
     expect(r2.out).toContain("keeping persist out ckpt to resume");
     expect(files()).toEqual(["lr", "step0", "step1"]);
 
     // other params: the partial checkpoints of lr=1 must not be mixed with lr=2
     fs.writeFileSync(path.join(dir, "params.yaml"), "lr: 2\n");
-    const r3 = await cli(dir, ["repro"]);
+    const r3 = await inproc(dir, ["repro"]);
     expect(r3.code).toBe(1);
     expect(r3.out).toMatch(/moved persist out ckpt to \.pipeline\/stale\/train\/1\/ckpt/);
     expect(fs.readdirSync(path.join(dir, ".pipeline/stale/train/1/ckpt")).sort()).toEqual(["lr", "step0", "step1"]);
     expect(files()).toEqual(["lr", "step0"]);
-    expect((await cli(dir, ["repro"])).code).toBe(1);
-    const r5 = await cli(dir, ["repro"]);
+    expect((await inproc(dir, ["repro"])).code).toBe(1);
+    const r5 = await inproc(dir, ["repro"]);
     expect(r5.code, r5.out).toBe(0);
     expect(read(dir, "ckpt/lr")).toBe("2\n2\n2\n");
-    expect((await cli(dir, ["status"])).code).toBe(0);
+    expect((await inproc(dir, ["status"])).code).toBe(0);
 
     // a completed run of another identity is moved away too
     fs.writeFileSync(path.join(dir, "params.yaml"), "lr: 3\n");
-    const r6 = await cli(dir, ["repro"]);
+    const r6 = await inproc(dir, ["repro"]);
     expect(r6.code).toBe(1);
     expect(r6.out).toMatch(/moved persist out ckpt to \.pipeline\/stale\/train\/2\/ckpt/);
     // result.txt (not persist) is back to its last good version after the failure

@@ -24,6 +24,17 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Alive and not a zombie (an exited process its parent has not reaped yet). */
+function running(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "latin1");
+    const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+    return state !== "Z" && state !== "X";
+  } catch {
+    return false;
+  }
+}
+
 describe("LineSplitter", () => {
   it("splits lines, CRLF, and turns '\\r' redraws into progress states", () => {
     const sp = new LineSplitter();
@@ -137,7 +148,7 @@ describe("LocalExecutor (real processes)", () => {
     const r = await p;
     expect(r.exitCode === 0).toBe(false);
     await new Promise((r) => setTimeout(r, 50));
-    expect(alive(grandchild)).toBe(false);
+    expect(running(grandchild)).toBe(false);
   });
 
   it("measures peak memory of the group from /proc", async () => {

@@ -86,3 +86,63 @@ export function groupMembers(pgid: number): number[] {
   }
   return out;
 }
+
+/**
+ * The same commands in this process (no tsx start-up per call: the suite stays fast). Stages
+ * still run as real processes; stdout/stderr of this process are captured during the call, and
+ * errors map to exit codes as run.ts does. Flags: the subset the tests use.
+ */
+export async function inproc(dir: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const { resolveContext } = await import("../../engine/context.ts");
+  const { PipelineError } = await import("../../engine/errors.ts");
+  const [cmd, ...rest] = args;
+  const targets: string[] = [];
+  const opts: Record<string, unknown> = {};
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    if (a === "-f" || a === "--force") opts.force = true;
+    else if (a === "-n" || a === "--dry") opts.dry = true;
+    else if (a === "--downstream") opts.downstream = true;
+    else if (a === "-k" || a === "--keep-going") opts.keepGoing = true;
+    else if (a === "--wait") opts.wait = true;
+    else if (a === "--json") opts.json = true;
+    else if (a === "-j" || a === "--jobs") opts.jobs = parseInt(rest[++i]!, 10);
+    else if (a === "--gpus") opts.gpus = rest[++i];
+    else if (a.startsWith("-")) throw new Error(`inproc: flag ${a} not supported`);
+    else targets.push(a);
+  }
+  let stdout = "";
+  let stderr = "";
+  const ow = process.stdout.write;
+  const ew = process.stderr.write;
+  const saved: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(env)) {
+    saved[k] = process.env[k];
+    process.env[k] = v;
+  }
+  process.stdout.write = ((s: string | Uint8Array) => ((stdout += String(s)), true)) as typeof process.stdout.write;
+  process.stderr.write = ((s: string | Uint8Array) => ((stderr += String(s)), true)) as typeof process.stderr.write;
+  let code: number;
+  try {
+    const ctx = resolveContext({ cwd: dir });
+    if (cmd === "repro") code = await (await import("../../engine/commands/repro.ts")).repro(ctx, targets, opts);
+    else if (cmd === "status") code = await (await import("../../engine/commands/status.ts")).status(ctx, targets, opts as { json?: boolean });
+    else throw new Error(`inproc: command ${cmd} not supported`);
+  } catch (e) {
+    if (e instanceof PipelineError) {
+      stderr += `error: ${e.message}\n`;
+      code = e.exitCode;
+    } else {
+      stderr += `internal error: ${(e as Error).stack}\n`;
+      code = 3;
+    }
+  } finally {
+    process.stdout.write = ow;
+    process.stderr.write = ew;
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+  return { code, signal: null, stdout, stderr, out: stdout + stderr };
+}

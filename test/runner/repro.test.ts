@@ -5,7 +5,7 @@
 import { describe, expect, it } from "vitest";
 import fs from "node:fs";
 import path from "node:path";
-import { cli, exists, makeProject, read } from "./helpers.ts";
+import { cli, exists, inproc, makeProject, read } from "./helpers.ts";
 
 const CHAIN = {
   "params.yaml": "a: 1\nb: 2\nunused: 0\n",
@@ -29,7 +29,7 @@ const ran = (dir: string) => (exists(dir, "ran.txt") ? read(dir, "ran.txt").trim
 describe("repro: incremental", () => {
   it("runs everything once, then nothing (lock byte-identical); a param change reruns exactly its dependents", async () => {
     const dir = makeProject(CHAIN);
-    const r1 = await cli(dir, ["repro"]);
+    const r1 = await inproc(dir, ["repro"]);
     expect(r1.code, r1.out).toBe(0);
     expect(ran(dir)).toEqual(["one", "two", "side"]);
     expect(read(dir, "out/two.txt")).toBe("1\n2\n");
@@ -37,7 +37,7 @@ describe("repro: incremental", () => {
     const mtime1 = fs.statSync(path.join(dir, "pipeline.lock")).mtimeMs;
     expect(lock1).toContain("one:");
 
-    const r2 = await cli(dir, ["repro"]);
+    const r2 = await inproc(dir, ["repro"]);
     expect(r2.code, r2.out).toBe(0);
     expect(ran(dir)).toEqual(["one", "two", "side"]);
     expect(read(dir, "pipeline.lock")).toBe(lock1);
@@ -45,7 +45,7 @@ describe("repro: incremental", () => {
     expect(r2.out).toMatch(/current 3/);
 
     fs.writeFileSync(path.join(dir, "params.yaml"), "a: 1\nb: 5\nunused: 0\n");
-    const r3 = await cli(dir, ["repro"]);
+    const r3 = await inproc(dir, ["repro"]);
     expect(r3.code, r3.out).toBe(0);
     expect(ran(dir).slice(3)).toEqual(["two", "side"]);
     expect(r3.out).toContain("params: b 2 -> 5");
@@ -69,11 +69,11 @@ describe("repro: incremental", () => {
     outs: [d.txt]
 `,
     });
-    expect((await cli(dir, ["repro"])).code).toBe(0);
+    expect((await inproc(dir, ["repro"])).code).toBe(0);
     fs.writeFileSync(path.join(dir, "params.yaml"), "x: 2\n");
-    const dry = await cli(dir, ["repro", "--dry"]);
+    const dry = await inproc(dir, ["repro", "--dry"]);
     expect(dry.out).toContain("upstream up will run");
-    const r = await cli(dir, ["repro"]);
+    const r = await inproc(dir, ["repro"]);
     expect(r.code, r.out).toBe(0);
     expect(ran(dir)).toEqual(["up", "down", "up"]);
     expect(r.out).toMatch(/down: current after all/);
@@ -81,28 +81,28 @@ describe("repro: incremental", () => {
 
   it("targets, -f and --downstream", async () => {
     const dir = makeProject(CHAIN);
-    expect((await cli(dir, ["repro", "two"])).code).toBe(0);
+    expect((await inproc(dir, ["repro", "two"])).code).toBe(0);
     expect(ran(dir)).toEqual(["one", "two"]);
-    expect((await cli(dir, ["repro", "-f", "two"])).code).toBe(0);
+    expect((await inproc(dir, ["repro", "-f", "two"])).code).toBe(0);
     expect(ran(dir)).toEqual(["one", "two", "two"]);
     // one reruns; it reproduces the same output, so two is found current after all
-    const r = await cli(dir, ["repro", "-f", "one", "--downstream"]);
+    const r = await inproc(dir, ["repro", "-f", "one", "--downstream"]);
     expect(r.code).toBe(0);
     expect(ran(dir).slice(3)).toEqual(["one"]);
     expect(r.out).toMatch(/two: current after all/);
     fs.writeFileSync(path.join(dir, "params.yaml"), "a: 9\nb: 2\nunused: 0\n");
-    expect((await cli(dir, ["repro", "two", "--downstream"])).code).toBe(0);
+    expect((await inproc(dir, ["repro", "two", "--downstream"])).code).toBe(0);
     expect(ran(dir).slice(4)).toEqual([]); // two and after: one is not selected, two is current
-    expect((await cli(dir, ["repro", "two"])).code).toBe(0);
+    expect((await inproc(dir, ["repro", "two"])).code).toBe(0);
     expect(ran(dir).slice(4)).toEqual(["one", "two"]);
-    const bad = await cli(dir, ["repro", "nope"]);
+    const bad = await cli(dir, ["repro", "nope"]); // through run.ts: exit code 2
     expect(bad.code).toBe(2);
     expect(bad.stderr).toMatch(/unknown stage "nope"/);
   });
 
   it("--dry prints each stage that would run with its reasons, runs nothing, exit 0", async () => {
     const dir = makeProject(CHAIN);
-    const r = await cli(dir, ["repro", "-n"]);
+    const r = await inproc(dir, ["repro", "-n"]);
     expect(r.code, r.out).toBe(0);
     expect(r.out).toContain("would run one:\n  - new stage (not in the lock)");
     expect(r.out).toContain("3 stages would run, 0 current");
@@ -127,13 +127,13 @@ describe("repro: failures", () => {
     outs: [a.txt]
 `,
     });
-    expect((await cli(dir, ["repro"])).code).toBe(0);
+    expect((await inproc(dir, ["repro"])).code).toBe(0);
     fs.writeFileSync(path.join(dir, "src.txt"), "bad!\n");
     fs.writeFileSync(path.join(dir, "params.yaml"), "fail: 137\n");
     const lock = read(dir, "pipeline.lock");
     const before = ran(dir).length;
 
-    const r = await cli(dir, ["repro"]);
+    const r = await inproc(dir, ["repro"]);
     expect(r.code).toBe(1);
     expect(r.out).toContain("FAILED make: exit code 137: killed (SIGKILL), often out of memory");
     expect(r.out).toMatch(/log: .*\.pipeline\/logs\/make\.log/);
@@ -149,7 +149,7 @@ describe("repro: failures", () => {
     expect(fs.readdirSync(path.join(dir, ".pipeline/journal"))).toEqual([]);
     expect(read(dir, ".pipeline/logs/make.log")).toContain("line30");
     // and status still reports it stale
-    const st = await cli(dir, ["status"]);
+    const st = await inproc(dir, ["status"]);
     expect(st.code).toBe(1);
   });
 
@@ -162,7 +162,7 @@ describe("repro: failures", () => {
     outs: [made.txt, never.txt]
 `,
     });
-    const r = await cli(dir, ["repro"]);
+    const r = await inproc(dir, ["repro"]);
     expect(r.code).toBe(1);
     expect(r.out).toContain("FAILED lazy: exit code 0, but it did not produce its declared out never.txt");
     expect(exists(dir, "made.txt")).toBe(false); // partial outs of a failed attempt are removed
@@ -186,12 +186,12 @@ describe("repro: failures", () => {
 `,
     };
     const d1 = makeProject(files);
-    const r1 = await cli(d1, ["repro"]);
+    const r1 = await inproc(d1, ["repro"]);
     expect(r1.code).toBe(1);
     expect(ran(d1)).toEqual(["bad"]);
     expect(r1.out).toMatch(/not started after the failure .*-k.*: 1 \(indep\)/);
     const d2 = makeProject(files);
-    const r2 = await cli(d2, ["repro", "-k"]);
+    const r2 = await inproc(d2, ["repro", "-k"]);
     expect(r2.code).toBe(1);
     expect(ran(d2)).toEqual(["bad", "indep"]);
     expect(r2.out).toMatch(/not run because an upstream stage failed: 1 \(below\)/);
@@ -211,7 +211,7 @@ describe("repro: GPUs, logs, provenance", () => {
       "params.yaml": "{}\n",
       "pipeline.yaml": `stages:\n${stage("g1")}${stage("g2")}  cpu:\n    cmd: echo "[$CUDA_VISIBLE_DEVICES]" > cpu.txt\n    outs: [cpu.txt]\n`,
     });
-    const r = await cli(dir, ["repro", "-j", "3", "--gpus", "0,1"], { CUDA_VISIBLE_DEVICES: "7" });
+    const r = await inproc(dir, ["repro", "-j", "3", "--gpus", "0,1"], { CUDA_VISIBLE_DEVICES: "7" });
     expect(r.code, r.out).toBe(0);
     const a = JSON.parse(read(dir, "g1.json"));
     const b = JSON.parse(read(dir, "g2.json"));
@@ -228,7 +228,7 @@ describe("repro: GPUs, logs, provenance", () => {
     resources: {gpus: 1}
 `;
     const dir = makeProject({ "params.yaml": "{}\n", "pipeline.yaml": `stages:\n${stage("g1")}${stage("g2")}` });
-    const r = await cli(dir, ["repro", "-j", "4", "--gpus", "3"]);
+    const r = await inproc(dir, ["repro", "-j", "4", "--gpus", "3"]);
     expect(r.code, r.out).toBe(0);
     const a = JSON.parse(read(dir, "g1.json"));
     const b = JSON.parse(read(dir, "g2.json"));
@@ -254,7 +254,7 @@ describe("repro: GPUs, logs, provenance", () => {
     expect(r.stderr).toMatch(/big needs 3 GPUs/);
     expect(r.stderr).toMatch(/pool: 2 \(0,1\)/);
     expect(exists(dir, "ran.txt")).toBe(false);
-    expect((await cli(dir, ["repro", "--dry", "--gpus", "0,1"])).code).toBe(2);
+    expect((await inproc(dir, ["repro", "--dry", "--gpus", "0,1"])).code).toBe(2);
   });
 
   it("streams prefixed output, writes the log, passes progress through, records provenance", async () => {
@@ -266,7 +266,7 @@ describe("repro: GPUs, logs, provenance", () => {
     outs: [out.txt]
 `.replace("bar@x", "bar"),
     });
-    const r = await cli(dir, ["repro"], { PIPELINE_PROGRESS_INTERVAL_MS: "0" });
+    const r = await inproc(dir, ["repro"], { PIPELINE_PROGRESS_INTERVAL_MS: "0" });
     expect(r.code, r.out).toBe(0);
     expect(r.stdout).toContain("[bar] start\n");
     expect(r.stdout).toMatch(/\[bar\] 1\/5\n/); // progress states shown
