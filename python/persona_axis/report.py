@@ -95,15 +95,19 @@ def plot_pc1_pc2(summary: dict, projections: list[dict], path: Path, label_k: in
     default = next(r for r in projections if r["kind"] == "default")
     pc1 = np.array([_num(r["pc1"]) for r in roles])
     pc2 = np.array([_num(r.get("pc2")) for r in roles])
+    if np.isnan(pc2).all():  # only 2 roles: a single component
+        pc2 = np.zeros_like(pc1)
     ax_proj = np.array([_num(r["axis_projection"]) for r in roles])
     evr = summary["pca"]["explained_variance_ratio"]
     fig, ax = plt.subplots(figsize=(9, 7))
     sc = ax.scatter(pc1, pc2, c=ax_proj, cmap="viridis", s=22, alpha=0.85, edgecolors="none")
     cb = fig.colorbar(sc, ax=ax, shrink=0.8)
     cb.set_label("projection on the Assistant Axis (activation units)")
-    ax.scatter([_num(default["pc1"])], [_num(default.get("pc2"))], marker="*", s=320, color=DEFAULT_COLOR,
+    d1, d2 = _num(default["pc1"]), _num(default.get("pc2"))
+    d2 = 0.0 if np.isnan(d2) else d2
+    ax.scatter([d1], [d2], marker="*", s=320, color=DEFAULT_COLOR,
                edgecolors="black", linewidths=0.8, zorder=5, label="default Assistant (no system prompt)")
-    ax.annotate("default", (_num(default["pc1"]), _num(default.get("pc2"))), xytext=(8, 8),
+    ax.annotate("default", (d1, d2), xytext=(8, 8),
                 textcoords="offset points", color=DEFAULT_COLOR, fontweight="bold")
     order = sorted(range(len(roles)), key=lambda i: (-pc1[i], roles[i]["role"]))
     k = min(label_k, len(roles) // 2)
@@ -134,7 +138,8 @@ def plot_pc1_pc2(summary: dict, projections: list[dict], path: Path, label_k: in
 
 def default_tracked_roles(summary: dict, n: int = 3) -> list[str]:
     ex = summary["pca"]["pc1_extremes"]
-    return [e["role"] for e in ex["top"][:n]] + [e["role"] for e in ex["bottom"][:n]]
+    names = [e["role"] for e in ex["top"][:n]] + [e["role"] for e in ex["bottom"][:n]]
+    return list(dict.fromkeys(names))
 
 
 def plot_axis_movement(movement: dict, by_role: list[dict], tracked: Sequence[str], path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from persona_axis.activation_io import read_csv, write_capture, write_scores
+from persona_axis.movement import main as project_main
 
 ROOT = Path(__file__).resolve().parents[2]
 PERSONA_SPACE = ROOT / "python" / "persona_space.py"
@@ -183,7 +184,14 @@ def test_common_role_set_holds_across_checkpoints(study):
         assert torch.load(root / "mv" / "vectors" / f"{c}.pt", weights_only=True)["role_vectors"][6].shape == (7, D)
 
 
-def test_reference_in_the_middle_and_bad_inputs(tmp_path):
+def project_in_process(capsys, *args: str) -> tuple[int, str]:
+    """The CLI's main() in this process (bad-input cases; saves a torch import per case)."""
+    capsys.readouterr()
+    code = project_main(list(args))
+    return code, capsys.readouterr().err
+
+
+def test_reference_in_the_middle_and_bad_inputs(tmp_path, capsys):
     truth = write_study(tmp_path)
     res = build(tmp_path, reference="dpo")
     assert res.returncode == 0, res.stderr
@@ -193,12 +201,12 @@ def test_reference_in_the_middle_and_bad_inputs(tmp_path):
 
     base = ["--reference-dir", str(tmp_path / "ps"), "--scores-dir", str(tmp_path / "scores"), "--output-dir", str(tmp_path / "o")]
     # the reference checkpoint must be the one persona_space ran on
-    res = run(PROJECT, *base, "--checkpoint", f"base={tmp_path / 'acts' / 'base'}", "--checkpoint", f"final={tmp_path / 'acts' / 'final'}")
-    assert res.returncode == 2 and "does not reproduce" in res.stderr
+    code, err = project_in_process(capsys, *base, "--checkpoint", f"base={tmp_path / 'acts' / 'base'}", "--checkpoint", f"final={tmp_path / 'acts' / 'final'}")
+    assert code == 2 and "does not reproduce" in err
     # no scores for a judge-filtered reference
-    res = run(PROJECT, "--reference-dir", str(tmp_path / "ps"), "--output-dir", str(tmp_path / "o"),
+    code, err = project_in_process(capsys, "--reference-dir", str(tmp_path / "ps"), "--output-dir", str(tmp_path / "o"),
               "--checkpoint", f"dpo={tmp_path / 'acts' / 'dpo'}")
-    assert res.returncode == 2 and "pass the same --scores-dir" in res.stderr
+    assert code == 2 and "pass the same --scores-dir" in err
     # a checkpoint captured on other transcripts
     other = tmp_path / "acts" / "other"
     for f in (tmp_path / "acts" / "sft").iterdir():
@@ -207,7 +215,21 @@ def test_reference_in_the_middle_and_bad_inputs(tmp_path):
     acts = torch.load(other / "role_01_activations.pt", weights_only=True)  # 55 score-3 rows, keep 50
     write_capture(other, "role_01", {k: t.numpy()[:50] for k, t in acts.items()}, keys(50),
                   model="allenai/OLMo-2-test", checkpoint="rev-sft")
-    res = run(PROJECT, *base, "--checkpoint", f"other={other}", "--checkpoint", f"dpo={tmp_path / 'acts' / 'dpo'}")
-    assert res.returncode == 2 and "role 'role_01' selects other responses" in res.stderr
-    res = run(PROJECT, *base, "--checkpoint", "bad name=x")
-    assert res.returncode == 2 and "name must match" in res.stderr
+    code, err = project_in_process(capsys, *base, "--checkpoint", f"other={other}", "--checkpoint", f"dpo={tmp_path / 'acts' / 'dpo'}")
+    assert code == 2 and "role 'role_01' selects other responses" in err
+    code, err = project_in_process(capsys, *base, "--checkpoint", "bad name=x")
+    assert code == 2 and "name must match" in err
+
+
+def test_outputs_are_byte_identical_on_rerun(study):
+    root, _ = study
+    args = ["--reference-dir", str(root / "ps"), "--scores-dir", str(root / "scores"), "--output-dir", str(root / "mv2")]
+    for c in CHECKPOINTS:
+        args += ["--checkpoint", f"{c}={root / 'acts' / c}"]
+    res = run(PROJECT, *args)
+    assert res.returncode == 0, res.stderr
+    files = sorted(p.relative_to(root / "mv") for p in (root / "mv").rglob("*") if p.is_file())
+    assert [str(f) for f in files] == ["movement.csv", "movement.json", "roles_by_checkpoint.csv"] + [
+        f"vectors/{c}.pt" for c in sorted(CHECKPOINTS)]
+    for f in files:
+        assert (root / "mv" / f).read_bytes() == (root / "mv2" / f).read_bytes(), f

@@ -13,6 +13,7 @@ import torch
 
 from persona_axis.activation_io import InputError, load_role, read_csv, write_capture, write_scores
 from persona_axis.persona_space import FilterSettings, analyse, fit_pca
+from persona_axis.persona_space import main as persona_space_main
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = ROOT / "python" / "persona_space.py"
@@ -254,23 +255,28 @@ def test_outputs_are_byte_identical_on_rerun(tmp_path):
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["pca_layer"] == 8
 
 
-def test_bad_inputs_give_clear_errors(tmp_path):
+def test_bad_inputs_give_clear_errors(tmp_path, capsys):
+    def run_main(*args: str) -> tuple[int, str]:  # main() in-process: real files, no extra torch import
+        capsys.readouterr()
+        code = persona_space_main(list(args))
+        return code, capsys.readouterr().err
+
     truth = planted_capture(tmp_path / "acts", n_roles=3)
     score_all(tmp_path / "scores", truth["names"], 60)
     base = ["--activations-dir", str(tmp_path / "acts"), "--output-dir", str(tmp_path / "out")]
 
-    res = run_cli(*base, "--scores-dir", str(tmp_path / "missing"))
-    assert res.returncode == 2 and "missing/role_00.jsonl: judge scores not found" in res.stderr
+    code, err = run_main(*base, "--scores-dir", str(tmp_path / "missing"))
+    assert code == 2 and "missing/role_00.jsonl: judge scores not found" in err
 
     (tmp_path / "scores" / "role_01.jsonl").write_text('{"system_prompt_idx": 0, "question_idx": 0, "rollout_idx": 0, "score": 7}\n')
-    res = run_cli(*base, "--scores-dir", str(tmp_path / "scores"))
-    assert res.returncode == 2 and "role_01.jsonl:1: score must be 0, 1, 2, 3 or null" in res.stderr
+    code, err = run_main(*base, "--scores-dir", str(tmp_path / "scores"))
+    assert code == 2 and "role_01.jsonl:1: score must be 0, 1, 2, 3 or null" in err
 
-    res = run_cli(*base, "--layer", "3")
-    assert res.returncode == 2 and "--layer 3 was not captured" in res.stderr
+    code, err = run_main(*base, "--layer", "3")
+    assert code == 2 and "--layer 3 was not captured" in err
 
-    res = run_cli(*base, "--min-count", "61")
-    assert res.returncode == 2 and "only 0 role(s) passed the filter" in res.stderr
+    code, err = run_main(*base, "--min-count", "61")
+    assert code == 2 and "only 0 role(s) passed the filter" in err
 
     meta_path = tmp_path / "acts" / "role_02_metadata.json"
     meta = json.loads(meta_path.read_text())
