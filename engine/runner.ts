@@ -116,7 +116,8 @@ export class Runner {
         continue;
       }
       if (j.phase === "promote" && j.entry) {
-        await this.updateLock(j.stage, j.entry);
+        // (a stage since removed from pipeline.yaml gets no lock entry)
+        if (this.o.graph.stages.has(j.stage)) await this.updateLock(j.stage, j.entry);
         this.deleteBackups(j);
         removeJournal(this.ctx, j.stage);
         this.say(`recovered ${j.stage}: its run (${who}) had succeeded; recorded it in the lock`);

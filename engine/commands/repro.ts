@@ -93,7 +93,8 @@ function printSummary(term: Terminal, s: RunSummary): void {
     const why = s.aborted ? "interrupted before starting" : "not started after the failure (use -k to keep going with independent stages)";
     parts.push(`${why}: ${s.notStarted.length} (${list(s.notStarted)})`);
   }
-  term.info(`summary: ${parts.join("; ") || "nothing selected"}`);
+  const nothingElse = parts.length === (cur ? 1 : 0);
+  term.info(`summary: ${parts.join("; ") || "nothing selected"}${nothingElse && cur ? " (nothing to run)" : ""}`);
 }
 
 export async function repro(ctx: ProjectContext, targets: string[], opts: ReproOptions): Promise<number> {

@@ -156,6 +156,30 @@ describe("one repro at a time", () => {
   });
 });
 
+describe("stale mutex takeover race", () => {
+  it("two repros taking over the same dead holder at once: exactly one runs, the other refuses naming it", async () => {
+    const dir = makeProject(HOLDING);
+    const dead = spawnSync("true").pid!;
+    fs.mkdirSync(path.join(dir, ".pipeline"), { recursive: true });
+    fs.writeFileSync(
+      path.join(dir, ".pipeline/repro.mutex.json"),
+      JSON.stringify({ host: os.hostname(), pid: dead, startedAt: "2026-01-01T00:00:00.000Z", command: "repro", token: "t" }),
+    );
+    fs.writeFileSync(path.join(dir, "hold"), "");
+    const a = startCli(dir, ["repro"]);
+    const b = startCli(dir, ["repro"]);
+    // the loser exits while the winner's stage blocks
+    const loser = await Promise.race([a.done.then((r) => ({ r, winner: b })), b.done.then((r) => ({ r, winner: a }))]);
+    expect(loser.r.code, loser.r.out).toBe(1);
+    expect(loser.r.stderr).toContain(`another repro is running on this project: pid ${loser.winner.child.pid} on ${os.hostname()}`);
+    await waitFor(() => exists(dir, "started.flag"), "the winner's stage");
+    fs.writeFileSync(path.join(dir, "release"), "");
+    const w = await loser.winner.done;
+    expect(w.code, w.out).toBe(0);
+    expect(w.out).toContain(`taking over the repro mutex left by a dead process (pid ${dead}`);
+  });
+});
+
 describe("persist outs", () => {
   it("resume with the same identity; moved away when cmd/params differ", async () => {
     // each attempt adds one checkpoint file and fails until there are 3
