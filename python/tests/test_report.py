@@ -132,3 +132,17 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 50_000
     shutil.copytree(report / "report", ARTIFACTS / "report", dirs_exist_ok=True)
+
+
+def test_report_with_a_single_checkpoint(report, tmp_path):
+    from persona_axis.movement import main as project_main
+    from persona_axis.report import build_report
+
+    assert project_main(["--reference-dir", str(report / "ps"), "--scores-dir", str(report / "scores"), "--output-dir",
+                         str(tmp_path / "mv"), "--checkpoint", f"final={report / 'acts' / 'final'}"]) == 0
+    index = build_report(report / "ps", tmp_path / "mv", tmp_path / "r", params_json='{"analysis": {"min_count": 20}}')
+    page = index.read_text()
+    assert page.count("data:image/png;base64,") == 4 and "&quot;min_count&quot;: 20" in page
+    assert "No params file" not in page
+    with pytest.raises(Exception, match="not in the common role set"):
+        build_report(report / "ps", tmp_path / "mv", tmp_path / "r2", roles_to_track=["void"])
