@@ -107,6 +107,7 @@ interface Follower {
   missingSince?: number;
   done: (rec: SacctRecord | undefined, note?: string) => void;
   onEntry: (e: SqueueEntry) => void;
+  onUnreachable: (why: string) => void;
 }
 
 export class SlurmExecutor implements Executor {
@@ -239,6 +240,7 @@ export class SlurmExecutor implements Executor {
             else if (e.state === "RUNNING") report(`RUNNING${e.where ? ` on ${e.where}` : ""}`);
             else report(e.state);
           },
+          onUnreachable: (why) => report(`UNKNOWN (squeue failed: ${why}; still waiting)`),
           done: (rec, note) => resolve({ rec, note }),
         });
         this.startPolling();
@@ -331,7 +333,12 @@ export class SlurmExecutor implements Executor {
     let listed: SqueueEntry[];
     if (res.code === 0) listed = parseSqueue(res.stdout);
     else if (/Invalid job id/i.test(res.stderr)) listed = [];
-    else return; // controller busy or restarting: ask again next round
+    else {
+      // controller busy or restarting: the jobs go on; say so once, ask again next round
+      const why = (res.stderr || res.stdout).trim().split("\n")[0];
+      for (const f of this.followers.values()) f.onUnreachable(why);
+      return;
+    }
     const byId = new Map(listed.map((e) => [e.jobId, e]));
     const ended: Follower[] = [];
     for (const f of this.followers.values()) {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fs from "node:fs";
 import path from "node:path";
 import { jobName, jobNamePrefix } from "../../engine/slurm/sbatch.ts";
-import { allOverlap, ensureSlurm, makeProject, sacctRows, squeueByPrefix, startCli, waitFor } from "./cluster.ts";
+import { allOverlap, cleanup, ensureSlurm, lockClusterGpus, makeProject, sacctRows, squeueByPrefix, startCli, waitFor } from "./cluster.ts";
 
 const dirs: string[] = [];
 function project(files: Record<string, string>): string {
@@ -16,8 +16,14 @@ function project(files: Record<string, string>): string {
   return d;
 }
 
-beforeAll(() => ensureSlurm());
+let unlock: () => void = () => {};
+beforeAll(async () => {
+  ensureSlurm();
+  unlock = await lockClusterGpus();
+}, 300_000);
 afterAll(() => {
+  cleanup(dirs);
+  unlock();
   for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
 });
 
@@ -29,7 +35,7 @@ const FOREACH = {
     do:
       cmd:
         - echo "start \${item} on GPU $CUDA_VISIBLE_DEVICES"
-        - sleep 3
+        - sleep 4
         - mkdir -p out && echo "\${item}" > out/\${item}.txt
       outs:
         - out/\${item}.txt

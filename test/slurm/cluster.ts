@@ -6,6 +6,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from "node:child_pr
 import path from "node:path";
 import fs from "node:fs";
 import os from "node:os";
+import { jobNamePrefix } from "../../engine/slurm/sbatch.ts";
 
 export const REPO = path.resolve(import.meta.dirname, "../..");
 
@@ -103,6 +104,16 @@ export interface CliRun {
   done: Promise<{ code: number | null; signal: NodeJS.Signals | null; out: string }>;
 }
 
+const children = new Set<ChildProcess>();
+
+/** After a test: kill runners still running (a failed assertion leaves them) and scancel their jobs. */
+export function cleanup(dirs: string[]): void {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill("SIGKILL");
+  children.clear();
+  const ids = dirs.flatMap((d) => squeueByPrefix(jobNamePrefix(d)).map((j) => j.jobId));
+  if (ids.length) spawnSync("scancel", ids);
+}
+
 /** The real CLI, `node --import tsx run.ts -C dir ...args`, with a short SLURM poll interval. */
 export function startCli(dir: string, args: string[], env: Record<string, string> = {}): CliRun {
   const child = spawn(process.execPath, ["--import", "tsx", path.join(REPO, "run.ts"), "-C", dir, ...args], {
@@ -110,6 +121,7 @@ export function startCli(dir: string, args: string[], env: Record<string, string
     env: { ...process.env, PIPELINE_SLURM_POLL_MS: "300", PIPELINE_SLURM_TAIL_MS: "200", ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
+  children.add(child);
   let out = "";
   child.stdout!.on("data", (d) => (out += d));
   child.stderr!.on("data", (d) => (out += d));
@@ -131,4 +143,39 @@ export function squeueByPrefix(prefix: string): { jobId: string; state: string; 
       return { jobId, state, name };
     })
     .filter((e) => e.name.startsWith(prefix) && !/^(COMPLETED|CANCELLED|FAILED|TIMEOUT)$/.test(e.state));
+}
+
+const GPU_LOCK = path.join(os.tmpdir(), "pipeline-slurm-tests.gpu-lock");
+
+/**
+ * The test cluster has 4 fake GPUs and vitest runs test files side by side: files whose tests
+ * count on free GPUs (concurrency, pending on Resources) hold this cross-process lock for their
+ * duration. A lock whose holder died is taken over.
+ */
+export async function lockClusterGpus(): Promise<() => void> {
+  for (;;) {
+    try {
+      fs.mkdirSync(GPU_LOCK);
+      fs.writeFileSync(path.join(GPU_LOCK, "pid"), String(process.pid));
+      return () => fs.rmSync(GPU_LOCK, { recursive: true, force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      let holder = NaN;
+      try {
+        holder = Number(fs.readFileSync(path.join(GPU_LOCK, "pid"), "utf8"));
+      } catch {
+        /* being written */
+      }
+      let alive = true;
+      if (Number.isInteger(holder)) {
+        try {
+          process.kill(holder, 0);
+        } catch {
+          alive = false;
+        }
+      }
+      if (!alive) fs.rmSync(GPU_LOCK, { recursive: true, force: true });
+      else await new Promise((r) => setTimeout(r, 250));
+    }
+  }
 }

@@ -10,19 +10,23 @@ import { createSlurmExecutor, type SlurmExecutor } from "../../engine/executor-s
 import { resolveContext, type ProjectContext } from "../../engine/context.ts";
 import { jobName } from "../../engine/slurm/sbatch.ts";
 import type { ExecutorIO, JobResult, JobSpec, Stage } from "../../engine/types.ts";
-import { REPO, allOverlap, ensureSlurm, sacctRows, squeueIds, tmpProject, waitFor } from "./cluster.ts";
+import { REPO, allOverlap, cleanup, ensureSlurm, lockClusterGpus, sacctRows, squeueIds, tmpProject, waitFor } from "./cluster.ts";
 
 let root: string;
 let ctx: ProjectContext;
 let ex: SlurmExecutor;
 
-beforeAll(() => {
+let unlock: () => void = () => {};
+beforeAll(async () => {
   ensureSlurm();
+  unlock = await lockClusterGpus();
   root = tmpProject("slurm-exec-");
   ctx = resolveContext({ cwd: root });
   ex = createSlurmExecutor(ctx, { pollMs: 300, tailMs: 200 });
-});
+}, 300_000);
 afterAll(() => {
+  if (root) cleanup([root]);
+  unlock();
   if (root) fs.rmSync(root, { recursive: true, force: true });
 });
 

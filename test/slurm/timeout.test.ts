@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import fs from "node:fs";
 import path from "node:path";
 import { jobName } from "../../engine/slurm/sbatch.ts";
-import { ensureSlurm, makeProject, sacctRows, startCli } from "./cluster.ts";
+import { cleanup, ensureSlurm, makeProject, sacctRows, startCli } from "./cluster.ts";
 
 let dir: string;
 beforeAll(() => {
@@ -26,6 +26,7 @@ beforeAll(() => {
   });
 });
 afterAll(() => {
+  if (dir) cleanup([dir]);
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 
