@@ -357,6 +357,8 @@ export class Runner {
       this.say(`done ${name} in ${secs} s${res.peakRssKb ? `, peak memory ${formatKb(res.peakRssKb)}` : ""}`);
       return "ok";
     } catch (e) {
+      // prepare() may have failed half-way: its journal is on disk already
+      journal ??= readJournals(this.ctx).find((x) => x.stage === name && x.pid === process.pid && x.phase === "prepare") ?? null;
       if (journal) {
         try {
           this.undo(journal);

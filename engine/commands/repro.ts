@@ -150,7 +150,7 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
     mutex = await ReproMutex.acquire(ctx, {
       wait: opts.wait,
       say: (m) => term.info(m),
-      command: `repro ${process.argv.slice(3).join(" ")}`.trim(),
+      command: process.argv.slice(2).join(" "),
       signal: ac.signal,
     });
     if (pool.ids.length && pool.source !== "--gpus") term.info(`GPUs: ${pool.ids.join(",")} (from ${pool.source})`);
