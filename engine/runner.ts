@@ -286,7 +286,7 @@ export class Runner {
 
       const why = attachJobId ? `re-attaching to job ${attachJobId}` : reasons.map(formatReason).join("; ");
       this.say(`running ${name}${gpus.length ? ` on GPU ${gpus.join(",")}` : ""}${execName !== "local" ? ` (${execName})` : ""}: ${why}`);
-      if (!attachJobId) for (const c of stage.cmd) this.say(`[${name}] $ ${c}`);
+      if (!attachJobId) for (const c of stage.cmd) this.say(c.split("\n").map((l, i) => `[${name}] ${i === 0 ? "$" : ">"} ${l}`).join("\n"));
 
       const t0 = Date.now();
       const io = {
