@@ -177,6 +177,11 @@ describe("SLURM executor on a real cluster", () => {
     expect(fs.readFileSync(path.join(root, "crash.txt"), "utf8")).toBe("two\n");
     expect(sacctRows({ name: jobName(root, "crash") }).length).toBe(1); // submitted once
     expect(await fresh.isActive(jobId)).toBe(false);
+    // attaching to a job that already ended (the runner was down until after it finished) gives its result at once
+    const t0 = Date.now();
+    const late = await createSlurmExecutor(ctx, { pollMs: 300 }).attach!(jobId, s, io().io);
+    expect(late).toMatchObject({ exitCode: 0, state: "COMPLETED", jobId });
+    expect(Date.now() - t0).toBeLessThan(5_000);
     // another project's executor does not claim this project's job
     const other = createSlurmExecutor(resolveContext({ cwd: path.dirname(root) }), { pollMs: 300 });
     expect(await other.isActive(jobId)).toBe(false);
