@@ -39,7 +39,11 @@ export interface GpuPool {
   source: "--gpus" | "CUDA_VISIBLE_DEVICES" | "nvidia-smi" | "none";
 }
 
-export async function resolveGpuPool(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<GpuPool> {
+/**
+ * `detect: false` skips nvidia-smi (slow on some nodes): used when no stage that will run needs a
+ * GPU of the pool, so a no-op repro never pays for it. The flag and the variable are still checked.
+ */
+export async function resolveGpuPool(flag: string | undefined, env: NodeJS.ProcessEnv = process.env, detect = true): Promise<GpuPool> {
   if (flag !== undefined) return { ids: parseGpuList(flag, "--gpus"), source: "--gpus" };
   const cvd = env.CUDA_VISIBLE_DEVICES;
   if (cvd !== undefined) {
@@ -47,6 +51,7 @@ export async function resolveGpuPool(flag: string | undefined, env: NodeJS.Proce
     if (cvd.trim() === "-1" || cvd.trim() === "NoDevFiles") return { ids: [], source: "CUDA_VISIBLE_DEVICES" };
     return { ids: parseGpuList(cvd, "CUDA_VISIBLE_DEVICES"), source: "CUDA_VISIBLE_DEVICES" };
   }
+  if (!detect) return { ids: [], source: "none" };
   const smi = await nvidiaSmi();
   if (smi.length) return { ids: smi, source: "nvidia-smi" };
   return { ids: [], source: "none" };

@@ -53,10 +53,14 @@ export class Provenance {
   readonly file: string;
   readonly record: RunRecord;
 
-  constructor(ctx: ProjectContext, gpuPool: string[]) {
+  private gitDone = false;
+
+  constructor(
+    private readonly ctx: ProjectContext,
+    gpuPool: string[] = [],
+  ) {
     const startedAt = new Date().toISOString();
     this.file = path.join(ctx.profileStateDir, "runs", `${startedAt.replace(/[:.]/g, "-")}-${process.pid}.json`);
-    const commit = git(ctx.root, ["rev-parse", "HEAD"]);
     let user = "";
     try {
       user = os.userInfo().username;
@@ -73,15 +77,22 @@ export class Provenance {
       gpuPool,
       stages: [],
     };
-    if (commit) {
-      this.record.gitCommit = commit;
-      // tracked files changed? (untracked ones are ignored: outputs usually are)
-      const dirty = git(ctx.root, ["status", "--porcelain", "--untracked-files=no"]);
-      if (dirty !== undefined) this.record.gitDirty = dirty.length > 0;
-    }
+  }
+
+  /** git commit (and whether tracked files differ from it), asked once, when the first stage is recorded. */
+  private git(): void {
+    if (this.gitDone) return;
+    this.gitDone = true;
+    const commit = git(this.ctx.root, ["rev-parse", "HEAD"]);
+    if (!commit) return;
+    this.record.gitCommit = commit;
+    // tracked files changed? (untracked ones are ignored: outputs usually are)
+    const dirty = git(this.ctx.root, ["status", "--porcelain", "--untracked-files=no"]);
+    if (dirty !== undefined) this.record.gitDirty = dirty.length > 0;
   }
 
   addStage(r: StageRunRecord): void {
+    this.git();
     this.record.stages.push(r);
     this.save();
   }

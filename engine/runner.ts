@@ -51,7 +51,6 @@ export interface RunnerOptions {
   forceTargets: Set<string>;
   keepGoing: boolean;
   jobs: number;
-  gpuPool: string[];
   /** The executor of a stage (its own `executor:` or the CLI default), by name. */
   executorName(stage: Stage): string;
   executor(name: string): Promise<Executor>;
@@ -167,8 +166,19 @@ export class Runner {
     });
   }
 
+  /** Does a stage that will run need GPUs of the pool (so the pool must be known)? */
+  needsGpuPool(statuses: StageStatus[]): boolean {
+    return this.schedNodesUnchecked(statuses).some((n) => n.ownGpus && n.gpus > 0);
+  }
+
   /** Scheduler nodes of the stages that will run; InputError when one needs more GPUs than the pool. */
-  schedNodes(statuses: StageStatus[]): SchedStage[] {
+  schedNodes(statuses: StageStatus[], gpuPool: string[]): SchedStage[] {
+    const nodes = this.schedNodesUnchecked(statuses);
+    checkGpuNeeds(nodes, gpuPool);
+    return nodes;
+  }
+
+  private schedNodesUnchecked(statuses: StageStatus[]): SchedStage[] {
     const toRun = new Set(statuses.filter((s) => s.reasons.length > 0).map((s) => s.stage));
     const nodes = [...toRun].map((name) => {
       const stage = this.o.graph.stages.get(name)!;
@@ -179,17 +189,16 @@ export class Runner {
         ownGpus: this.o.executorName(stage) === "local",
       };
     });
-    checkGpuNeeds(nodes, this.o.gpuPool);
     return nodes;
   }
 
   // ---------------------------------------------------------------- the loop
 
-  async run(statuses: StageStatus[]): Promise<RunSummary> {
-    const nodes = this.schedNodes(statuses);
+  async run(statuses: StageStatus[], gpuPool: string[]): Promise<RunSummary> {
+    const nodes = this.schedNodes(statuses, gpuPool);
     const reasons = new Map(statuses.map((s) => [s.stage, s.reasons]));
     this.summary.current = statuses.filter((s) => s.reasons.length === 0).map((s) => s.stage);
-    const sched = new Scheduler(nodes, { jobs: this.o.jobs, gpuPool: this.o.gpuPool, keepGoing: this.o.keepGoing });
+    const sched = new Scheduler(nodes, { jobs: this.o.jobs, gpuPool, keepGoing: this.o.keepGoing });
     const onAbort = () => sched.stop();
     this.o.signal.addEventListener("abort", onAbort, { once: true });
     if (this.o.signal.aborted) sched.stop();

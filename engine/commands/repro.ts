@@ -108,7 +108,10 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
   const graph = buildGraph(project.stages, (rel) => fs.existsSync(path.join(ctx.root, rel)));
   const selected = selectStages(graph, targets, { downstream: opts.downstream });
   const forceTargets = opts.force ? (targets.length ? targetStages(graph, targets) : new Set(selected)) : new Set<string>();
-  const pool = await resolveGpuPool(opts.gpus);
+  // the flag / CUDA_VISIBLE_DEVICES are checked now; nvidia-smi only if a stage that runs needs GPUs
+  const poolNoDetect = await resolveGpuPool(opts.gpus, process.env, false);
+  const gpuPool = async (runner: Runner, statuses: StageStatus[]) =>
+    poolNoDetect.source === "none" && runner.needsGpuPool(statuses) ? resolveGpuPool(opts.gpus) : poolNoDetect;
   const executorName = (stage: Stage): string => stage.executor ?? defaultExecutor;
   const executor = executorFactory(ctx);
   // an unavailable executor is bad input: fail before anything runs
@@ -118,10 +121,10 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
   if (opts.dry) {
     const statuses = await computeStatus(project, graph, selected, { force: false, forceTargets, interrupted: await listInterrupted(ctx), hasher });
     const runner = new Runner({
-      project, graph, selected, force: false, forceTargets, keepGoing: !!opts.keepGoing, jobs, gpuPool: pool.ids,
-      executorName, executor, hasher, terminal: term, provenance: null as never, signal: new AbortController().signal,
+      project, graph, selected, force: false, forceTargets, keepGoing: !!opts.keepGoing, jobs,
+      executorName, executor, hasher, terminal: term, provenance: new Provenance(ctx), signal: new AbortController().signal,
     });
-    runner.schedNodes(statuses); // GPU needs: same error as a real run
+    runner.schedNodes(statuses, (await gpuPool(runner, statuses)).ids); // GPU needs: same error as a real run
     printDry(term, statuses);
     await hasher.save();
     return 0;
@@ -153,15 +156,17 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
       command: process.argv.slice(2).join(" "),
       signal: ac.signal,
     });
-    if (pool.ids.length && pool.source !== "--gpus") term.info(`GPUs: ${pool.ids.join(",")} (from ${pool.source})`);
-    const provenance = new Provenance(ctx, pool.ids);
+    const provenance = new Provenance(ctx);
     const runner = new Runner({
-      project, graph, selected, force: false, forceTargets, keepGoing: !!opts.keepGoing, jobs, gpuPool: pool.ids,
+      project, graph, selected, force: false, forceTargets, keepGoing: !!opts.keepGoing, jobs,
       executorName, executor, hasher, terminal: term, provenance, signal: ac.signal,
     });
     await runner.recover();
     const statuses = await runner.plan();
-    const summary = await runner.run(statuses);
+    const pool = await gpuPool(runner, statuses);
+    if (pool.ids.length && pool.source !== "--gpus" && runner.needsGpuPool(statuses)) term.info(`GPUs: ${pool.ids.join(",")} (from ${pool.source})`);
+    provenance.record.gpuPool = pool.ids;
+    const summary = await runner.run(statuses, pool.ids);
     await hasher.save();
     printSummary(term, summary);
     const code = summary.aborted ? 130 : summary.failed.length ? 1 : 0;
