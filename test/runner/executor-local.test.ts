@@ -1,4 +1,4 @@
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -6,8 +6,15 @@ import { LocalExecutor } from "../../engine/executor-local.ts";
 import { LineSplitter, LogWriter, Terminal, safeName, tailLines } from "../../engine/output.ts";
 import type { JobSpec, Stage } from "../../engine/types.ts";
 
+const made: string[] = [];
+afterAll(() => {
+  for (const d of made) fs.rmSync(d, { recursive: true, force: true });
+});
+
 function tmp(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), "exec-local-"));
+  const d = fs.mkdtempSync(path.join(os.tmpdir(), "exec-local-"));
+  made.push(d);
+  return d;
 }
 
 function job(dir: string, cmd: string[], env: Record<string, string> = {}): JobSpec {

@@ -3,12 +3,22 @@ import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { afterAll } from "vitest";
 
 export const REPO = path.resolve(import.meta.dirname, "../..");
 const RUN_TS = path.join(REPO, "run.ts");
 
+const made: string[] = [];
+// registered while the importing test file is collected: runs after all its tests
+afterAll(() => {
+  if (process.env.KEEP_TEST_PROJECTS) return;
+  for (const d of made.splice(0)) fs.rmSync(d, { recursive: true, force: true });
+});
+
+/** A temporary project (removed after the test file; KEEP_TEST_PROJECTS=1 keeps them). */
 export function makeProject(files: Record<string, string>): string {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "runner-"));
+  made.push(dir);
   for (const [rel, text] of Object.entries(files)) {
     fs.mkdirSync(path.dirname(path.join(dir, rel)), { recursive: true });
     fs.writeFileSync(path.join(dir, rel), text);
