@@ -139,7 +139,8 @@ function schemaError(file: YamlFile, base: KeyPath, issues: z.core.$ZodIssue[], 
       const parent = getPath(input, iss.path.slice(0, -1).map(String));
       const last = String(iss.path[iss.path.length - 1]);
       if (parent.found && isPlainObject(parent.value) && !(last in parent.value)) {
-        return `${file.pos(p)}: ${formatKeyPath(p)}: required (${iss.message})`;
+        const what = iss.message.startsWith("Invalid input") ? "" : ` (${iss.message})`;
+        return `${file.pos(p)}: ${formatKeyPath(p)}: required${what}`;
       }
     }
     return `${file.pos(p)}: ${formatKeyPath(p)}: ${iss.message}`;
