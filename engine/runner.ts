@@ -125,7 +125,20 @@ export class Runner {
       // prepare / running
       if (j.jobId) {
         const ex = await this.o.executor(j.executor).catch(() => null);
-        if (ex?.isActive && (await ex.isActive(j.jobId).catch(() => false))) {
+        let active = false;
+        if (ex?.isActive) {
+          try {
+            active = await ex.isActive(j.jobId);
+          } catch (e) {
+            // rolling back under a job that still writes its outs would be worse than stopping here
+            throw new PipelineError(
+              `cannot tell whether job ${j.jobId} of the interrupted stage ${j.stage} still runs: ${(e as Error).message}\n` +
+                `retry when the ${j.executor} executor answers again (nothing was changed)`,
+              1,
+            );
+          }
+        }
+        if (active && ex) {
           if (ex.attach && this.o.graph.stages.has(j.stage)) {
             this.attach.set(j.stage, { journal: j });
             this.interrupted.add(j.stage);
@@ -222,7 +235,7 @@ export class Runner {
     this.o.signal.removeEventListener("abort", onAbort);
     await this.lockQueue;
     for (const [name, st] of sched.states()) {
-      if (st === "blocked" && !this.summary.interrupted.length) this.summary.blocked.push(name);
+      if (st === "blocked" && !this.o.signal.aborted) this.summary.blocked.push(name);
       else if (st === "blocked" || st === "cancelled" || st === "pending") this.summary.notStarted.push(name);
     }
     this.summary.aborted = this.o.signal.aborted;
@@ -265,7 +278,7 @@ export class Runner {
         journal = attach.journal;
         attachJobId = attach.journal.jobId;
       } else {
-        if (attach) await this.cancelAttach(name, attach, executor);
+        if (attach) await this.cancelAttach(name, attach, await this.o.executor(attach.journal.executor));
         journal = this.prepare(stage, identity, execName, gpus);
       }
 
@@ -495,7 +508,8 @@ export class Runner {
     const ac = new AbortController();
     ac.abort();
     try {
-      await executor.attach!(a.journal.jobId!, { stage: this.o.graph.stages.get(name)!, cwd: this.ctx.root, env: {}, gpus: [], logFile: path.join(this.ctx.profileStateDir, "logs", `${safeName(name)}.cancelled.log`), identity: a.journal.identity }, { onOutput: () => {}, signal: ac.signal });
+      if (!executor.attach) throw new Error("no attach");
+      await executor.attach(a.journal.jobId!, { stage: this.o.graph.stages.get(name)!, cwd: this.ctx.root, env: {}, gpus: [], logFile: path.join(this.ctx.profileStateDir, "logs", `${safeName(name)}.cancelled.log`), identity: a.journal.identity }, { onOutput: () => {}, signal: ac.signal });
     } catch {
       /* cancelled */
     }
