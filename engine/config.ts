@@ -50,7 +50,7 @@ export class YamlFile {
         return `${display}:${p.line}:${p.col}: ${first}`;
       });
       const line = text.split("\n")[lines.linePos(doc.errors[0]!.pos[0]).line - 1] ?? "";
-      const hint = /[[{][^\n]*\$\{|\$\{[^\n]*[\]}]/.test(line)
+      const hint = line.includes("${") && /[[{]/.test(line.replace(/\$\{[^}]*\}/g, ""))
         ? "; a ${...} inside [ ] or { } must be quoted: [\"${out}/x\"], or use a block list (- ${out}/x)"
         : "";
       throw new InputError(`${msgs.join("\n")}\n(fix the YAML syntax of ${display}${hint})`);

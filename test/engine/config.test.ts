@@ -170,6 +170,10 @@ describe("loadProject: bad input names file:line:col and key", () => {
   it("malformed YAML in pipeline.yaml and in params files", async () => {
     expect(await loadError(`stages:\n  a:\n    cmd: [x\n`)).toMatch(/^pipeline\.yaml:\d+:\d+: /);
     expect(await loadError(`stages:\n  a:\n    cmd: x\n    cmd: y\n`)).toMatch(/^pipeline\.yaml:4:5: Map keys must be unique/);
+    // a ${} in a flow list is a YAML error: the message says how to write it
+    expect(await loadError(`stages:\n  a:\n    cmd: x\n    outs: [\${out}/b]\n`, PARAMS)).toMatch(
+      /^pipeline\.yaml:4:13: .*\n[^]*a \$\{\.\.\.\} inside \[ \] or \{ \} must be quoted/,
+    );
     expect(await loadError(`stages:\n  a:\n    cmd: x\n`, "a: 1\n b: 2\n")).toMatch(/^params\.yaml:\d+:\d+: /);
     expect(await loadError(`stages:\n  a:\n    cmd: x\n`, "a: 1\n", { "params/p.yaml": "x: [\n" }, "params/p.yaml")).toMatch(
       /^params\/p\.yaml:\d+:\d+: /,
