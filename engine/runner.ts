@@ -306,7 +306,8 @@ export class Runner {
       j.gpus = gpus;
       writeJournal(this.ctx, j);
 
-      const why = attachJobId ? `re-attaching to job ${attachJobId}` : reasons.map(formatReason).join("; ");
+      const shown = reasons.slice(0, 3).map(formatReason).join("; ") + (reasons.length > 3 ? `; and ${reasons.length - 3} more (see repro --dry)` : "");
+      const why = attachJobId ? `re-attaching to job ${attachJobId}` : shown;
       this.say(`running ${name}${gpus.length ? ` on GPU ${gpus.join(",")}` : ""}${execName !== "local" ? ` (${execName})` : ""}: ${why}`);
       if (!attachJobId) for (const c of stage.cmd) this.say(c.split("\n").map((l, i) => `[${name}] ${i === 0 ? "$" : ">"} ${l}`).join("\n"));
 
