@@ -16,10 +16,11 @@
  *   id that now belongs to someone else).
  */
 import fs from "node:fs/promises";
+import fsSync from "node:fs";
 import path from "node:path";
 import type { ProjectContext } from "./context.ts";
 import type { Executor, ExecutorIO, JobResult, JobSpec } from "./types.ts";
-import { PipelineError } from "./errors.ts";
+import { InputError, PipelineError } from "./errors.ts";
 import { slurmCommand } from "./slurm/commands.ts";
 import { LogTail } from "./slurm/log-tail.ts";
 import {
@@ -386,7 +387,32 @@ export class SlurmExecutor implements Executor {
   }
 }
 
-/** Entry point the runner imports dynamically for `--executor slurm` / `executor: slurm`. */
+/** Is `bin` an executable file in one of the PATH directories? */
+export function onPath(bin: string, pathEnv = process.env.PATH ?? ""): boolean {
+  return pathEnv.split(path.delimiter).some((d) => {
+    if (!d) return false;
+    try {
+      fsSync.accessSync(path.join(d, bin), fsSync.constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * Entry point the runner imports dynamically for `--executor slurm` / `executor: slurm`.
+ * Throws InputError (exit 2, before any stage runs) when the SLURM client tools are missing.
+ */
 export function createSlurmExecutor(ctx: ProjectContext, opts: SlurmExecutorOptions = {}): SlurmExecutor {
+  const missing = ["sbatch", "squeue", "scancel"].filter((b) => !onPath(b));
+  if (!onPath("sacct") && !onPath("scontrol")) missing.push("sacct");
+  if (missing.length) {
+    throw new InputError(
+      `the slurm executor needs the SLURM client tools, but ${missing.join(", ")} ${missing.length > 1 ? "are" : "is"} not on PATH. ` +
+        `Run repro --executor slurm on a SLURM login node (or drop --executor slurm / executor: slurm to run locally; ` +
+        `for a single-node test cluster on Debian: sudo bash scripts/slurm/start.sh)`,
+    );
+  }
   return new SlurmExecutor(ctx, opts);
 }

@@ -80,6 +80,15 @@ describe("repro --executor slurm", () => {
     expect(sacctRows({ name: jobNamePrefix(onSlurm) + "combine" })).toHaveLength(1);
   });
 
+  it("without the SLURM tools on PATH, fails with exit 2 before anything runs and says what to do", async () => {
+    const dir = project({ "params.yaml": "x: 1\n", "pipeline.yaml": "stages:\n  a:\n    cmd: echo a > a.txt\n    outs: [a.txt]\n" });
+    const r = await startCli(dir, ["repro", "--executor", "slurm"], { PATH: "/nonexistent" }).done;
+    expect(r.code, r.out).toBe(2);
+    expect(r.out).toMatch(/sbatch, squeue, scancel, sacct are not on PATH.*SLURM login node/);
+    expect(fs.existsSync(path.join(dir, "a.txt"))).toBe(false);
+    expect(fs.existsSync(path.join(dir, "pipeline.lock"))).toBe(false);
+  });
+
   it("reports a failing job as FAILED with exit code 3 and records nothing of it", async () => {
     const dir = project({
       "params.yaml": "x: 1\n",

@@ -32,10 +32,11 @@ export interface AcctRow {
  * of a job's steps before its start record and shows a placeholder (name "allocation", no
  * comment) for a moment: read again until the records are complete.
  */
-export function sacctRows(sel: { ids?: string[]; name?: string }): AcctRow[] {
+export function sacctRows(sel: { ids?: string[]; name?: string; min?: number }): AcctRow[] {
+  const min = sel.min ?? sel.ids?.length ?? sel.name?.split(",").length ?? 1;
   for (let i = 0; ; i++) {
     const rows = sacctOnce(sel);
-    const complete = rows.every((r) => r.name !== "allocation" && !Number.isNaN(r.end.getTime()));
+    const complete = rows.length >= min && rows.every((r) => r.name !== "allocation" && !Number.isNaN(r.end.getTime()));
     if (complete || i >= 50) return rows;
     execFileSync("sleep", ["0.2"]);
   }
