@@ -6,8 +6,8 @@ import { runPython, stageMain, usage } from "./lib/python.ts";
 await stageMain(async () => {
   const [actsRoot, scores, personaSpace, outDir] = usage(4, "project.ts <activations-root> <scores-dir> <persona-space-dir> <out-dir>");
   const p = loadStudyParams();
-  const args = ["--reference-dir", personaSpace, "--reference-checkpoint", "final", "--output-dir", outDir, "--checkpoint"];
-  for (const name of Object.keys(p.checkpoints)) args.push(`${name}=${path.join(actsRoot, name)}`);
+  const args = ["--reference-dir", personaSpace, "--reference-checkpoint", "final", "--output-dir", outDir];
+  for (const name of Object.keys(p.checkpoints)) args.push("--checkpoint", `${name}=${path.join(actsRoot, name)}`);
   if (p.judge.filter) args.push("--scores-dir", scores);
   return runPython("python/project.py", args);
 });
