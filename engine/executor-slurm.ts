@@ -17,6 +17,7 @@
  */
 import fs from "node:fs/promises";
 import fsSync from "node:fs";
+import { spawnSync } from "node:child_process";
 import path from "node:path";
 import type { ProjectContext } from "./context.ts";
 import type { Executor, ExecutorIO, JobResult, JobSpec } from "./types.ts";
@@ -97,6 +98,19 @@ async function fileSize(file: string): Promise<number> {
   } catch {
     return 0;
   }
+}
+
+/** Jobs submitted or attached by this process and not yet seen ending. */
+const liveJobs = new Set<string>();
+
+/**
+ * Last resort on a forced exit (second Ctrl-C): scancel every job this process still follows,
+ * synchronously. The normal path (first Ctrl-C) cancels through `io.signal` and waits.
+ */
+export function cancelAllSlurmJobsSync(): void {
+  if (liveJobs.size === 0) return;
+  spawnSync("scancel", [...liveJobs], { stdio: "ignore", timeout: 30_000 });
+  liveJobs.clear();
 }
 
 /** One job being waited for. */
@@ -232,6 +246,7 @@ export class SlurmExecutor implements Executor {
     else io.signal.addEventListener("abort", onAbort, { once: true });
 
     let outcome: { rec: SacctRecord | undefined; note?: string };
+    liveJobs.add(jobId);
     try {
       outcome = await new Promise((resolve) => {
         this.followers.set(jobId, {
@@ -247,6 +262,7 @@ export class SlurmExecutor implements Executor {
         this.startPolling();
       });
     } finally {
+      liveJobs.delete(jobId);
       this.followers.delete(jobId);
       io.signal.removeEventListener("abort", onAbort);
       clearInterval(tailTimer);

@@ -5,8 +5,9 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
+import os from "node:os";
 import path from "node:path";
-import { createSlurmExecutor, type SlurmExecutor } from "../../engine/executor-slurm.ts";
+import { cancelAllSlurmJobsSync, createSlurmExecutor, type SlurmExecutor } from "../../engine/executor-slurm.ts";
 import { resolveContext, type ProjectContext } from "../../engine/context.ts";
 import { jobName } from "../../engine/slurm/sbatch.ts";
 import type { ExecutorIO, JobResult, JobSpec, Stage } from "../../engine/types.ts";
@@ -137,6 +138,18 @@ describe("SLURM executor on a real cluster", () => {
     expect(r.message).toMatch(/CANCELLED by this runner/);
     expect(squeueIds(s.ids)).toEqual([]);
     expect(sacctRows({ ids: s.ids })[0].state).toMatch(/^CANCELLED/);
+  });
+
+  it("cancelAllSlurmJobsSync (forced exit) scancels what the process still follows", async () => {
+    const s = spec("forced", ["echo started", "sleep 300"]);
+    const x = io();
+    const p = ex.run(s, x.io);
+    await waitFor(() => x.lines.includes("started"), 30_000, "the job to start");
+    cancelAllSlurmJobsSync();
+    const r = await p;
+    expect(r.state).toBe("CANCELLED");
+    expect(r.message).toContain(`CANCELLED by ${os.userInfo().username}`);
+    expect(squeueIds(s.ids)).toEqual([]);
   });
 
   it("a pending job is cancelled too", async () => {
