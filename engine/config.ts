@@ -282,9 +282,10 @@ function expandForeach(
   const out: { name: string; scope: ForeachScope }[] = [];
   const seen = new Map<string, string>();
   const add = (suffix: string, scope: ForeachScope) => {
-    if (!/^[^\s@,]+$/.test(suffix) || suffix.length > 100) {
+    if (!/^[A-Za-z0-9_.+=-]+$/.test(suffix) || suffix.length > 100) {
       throw new InputError(
-        `${file.pos(where)}: stages.${name}.foreach: item ${JSON.stringify(suffix)} cannot name an instance (no spaces, '@' or ','; at most 100 characters)`,
+        `${file.pos(where)}: stages.${name}.foreach: item ${JSON.stringify(suffix)} cannot name an instance ${name}@${suffix} ` +
+          "(letters, digits, '_', '.', '+', '=', '-'; at most 100 characters): use a mapping (name: item) to choose the names",
       );
     }
     const inst = `${name}@${suffix}`;

@@ -85,8 +85,8 @@ function build(resolved: boolean) {
     .strictObject({
       gpus: wholeNonNeg.optional().describe("GPUs of the pool this stage needs (default 0)"),
       cpus: wholePos.optional().describe("CPU cores (SLURM --cpus-per-task)"),
-      memory: scalar(str()).optional().describe('memory, e.g. "64G" (SLURM --mem)'),
-      time: scalar(str()).optional().describe('time limit, e.g. "12:00:00" (SLURM --time)'),
+      memory: scalar(str('expected a string such as "64G"'), 'expected a string such as "64G"').optional().describe('memory, e.g. "64G" (SLURM --mem)'),
+      time: scalar(str('expected a string such as "12:00:00"'), 'expected a string such as "12:00:00"').optional().describe('time limit, e.g. "12:00:00" (SLURM --time)'),
     })
     .describe("what the stage needs");
 

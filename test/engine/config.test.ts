@@ -160,6 +160,9 @@ describe("loadProject: foreach", () => {
     );
     expect(await loadError(`stages:\n  c:\n    foreach: [a, a]\n    do:\n      cmd: x\n`)).toContain("two items give the same instance name c@a");
     expect(await loadError(`stages:\n  c:\n    foreach: [a]\n    cmd: x\n`)).toContain('stages.c: unknown key "cmd"');
+    expect(await loadError(`stages:\n  c:\n    foreach: [org/model]\n    do:\n      cmd: x\n`)).toContain(
+      'pipeline.yaml:3:14: stages.c.foreach: item "org/model" cannot name an instance c@org/model',
+    );
     expect(await loadError(`stages:\n  c:\n    foreach: [a]\n    do:\n      cmd: \${item.x}\n`)).toContain(
       "pipeline.yaml:5:12: stages.c.do.cmd (instance c@a): ${item.x}: the foreach item has no field x",
     );
@@ -200,6 +203,7 @@ describe("loadProject: bad input names file:line:col and key", () => {
     expect(await loadError(`stagez: {}\n`)).toContain('unknown key "stagez"');
     expect(await loadError(`stages:\n  a@b:\n    cmd: x\n`)).toContain("pipeline.yaml:2:3: stages.a@b: invalid stage name");
     expect(await loadError(`stages:\n  a:\n    cmd: x\n    executor: cloud\n`)).toContain('stages.a.executor: expected "local" or "slurm"');
+    expect(await loadError(`stages:\n  a:\n    cmd: x\n    resources: {time: 60}\n`)).toContain('stages.a.resources.time: expected a string such as "12:00:00"');
     // a typed field that is only known after interpolation
     expect(await loadError(`stages:\n  a:\n    cmd: x\n    resources: {gpus: "\${out}"}\n`, PARAMS)).toBe(
       "pipeline.yaml:4:23: stages.a.resources.gpus: expected a whole number >= 0\n(after interpolation)",
