@@ -99,6 +99,18 @@ describe("Hasher", () => {
     expect(fs.existsSync(path.join(p.root, ".pipeline/statcache.json"))).toBe(false);
   });
 
+  it("merges the stat cache with what another process saved meanwhile", async () => {
+    const p = proj({ "a.txt": "a", "b.txt": "b" });
+    const h1 = new Hasher(p.ctx(), { racyWindowMs: 0 });
+    const h2 = new Hasher(p.ctx(), { racyWindowMs: 0 });
+    await h1.hashPaths(["a.txt"]);
+    await h2.hashPaths(["b.txt"]);
+    await h1.save();
+    await h2.save(); // h2 loaded its cache before h1 saved: it must not drop a.txt
+    const cache = JSON.parse(fs.readFileSync(path.join(p.root, ".pipeline/statcache.json"), "utf8"));
+    expect(Object.keys(cache.entries)).toEqual(["a.txt", "b.txt"]);
+  });
+
   it("drops cache entries of files that disappeared", async () => {
     const p = proj({ "a.txt": "a", "b.txt": "b" });
     const h = new Hasher(p.ctx(), { racyWindowMs: 0 });
