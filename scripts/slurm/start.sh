@@ -63,6 +63,10 @@ fi
 # ---------------------------------------------------------------- configuration
 mem_mib=$(awk '/^MemTotal:/ { printf "%d", $2 / 1024 * 0.9 }' /proc/meminfo)
 gpu_last=$((FAKE_GPUS - 1))
+# Memory a job gets without --mem: enough for real stages (torch, tiny models), while all
+# NODE_CPUS one-CPU jobs still fit side by side.
+def_mem=$((mem_mib / NODE_CPUS))
+((def_mem > 2048)) && def_mem=2048
 
 slurm_conf="# Written by scripts/slurm/start.sh: a single-node test cluster. Do not edit by hand.
 ClusterName=$CLUSTER
@@ -86,7 +90,7 @@ SchedulerType=sched/backfill
 SchedulerParameters=batch_sched_delay=0,sched_interval=2,bf_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
-DefMemPerCPU=256
+DefMemPerCPU=$def_mem
 GresTypes=gpu
 # Advertise the configured CPUs/memory even if the hardware has fewer.
 SlurmdParameters=config_overrides
