@@ -147,6 +147,14 @@ describe("tsx run.ts status", () => {
       expect(r.exitCode).toBe(2);
       expect(r.stdout).toBe("");
       expect(r.stderr).toBe("error: pipeline.yaml:5:13: stages.a.resources.gpus: expected a whole number >= 0\n");
+      bad.write("pipeline.yaml", "stages:\n  a:\n    cmd: x\n    deps: [b.txt]\n    outs: [a.txt]\n  b:\n    cmd: y\n    deps: [a.txt]\n    outs: [b.txt]\n");
+      const c = await cli(bad.root, "dag");
+      expect(c.exitCode).toBe(2);
+      expect(c.stderr).toBe("error: cycle in the pipeline: a -> b -> a (a stage depends, through its deps, on its own outs)\n");
+      bad.write("pipeline.yaml", "stages:\n  a:\n    cmd: x\n    deps: [missing.txt]\n");
+      const m = await cli(bad.root, "status");
+      expect(m.exitCode).toBe(2);
+      expect(m.stderr).toContain("error: stage a: dep missing.txt is neither an existing file or directory nor an out of any stage");
       const u = await cli(p.root, "status", "nope");
       expect(u.exitCode).toBe(2);
       expect(u.stderr).toContain('error: unknown stage "nope"; known stages: prepare, train, train@small, train@big');
