@@ -84,6 +84,9 @@ export class Hasher {
   private readonly changed = new Map<string, CacheEntry | null>();
   private readonly limit: Limiter;
   private readonly racyNs: bigint;
+  /** Directories listed in this session and the files found in them (to prune deleted files on save). */
+  private readonly listedDirs = new Set<string>();
+  private readonly listed = new Set<string>();
 
   constructor(
     readonly ctx: ProjectContext,
@@ -124,6 +127,7 @@ export class Hasher {
 
   /** Persist the stat cache atomically (merged with what other processes saved meanwhile). */
   async save(): Promise<void> {
+    this.forgetVanished();
     if (this.changed.size === 0) return;
     const onDisk = readCacheFile(this.cacheFile);
     for (const [k, v] of this.changed) {
@@ -166,6 +170,8 @@ export class Hasher {
           if (entry[1].hash === "") entry[1].hash = await this.hashFileCached(found[i]!.abs, found[i]!.rel, found[i]!.st, found[i]!.at);
         }),
       );
+      for (const f of found) this.listed.add(f.rel);
+      this.listedDirs.add(rel);
       const json = canonicalManifest(files);
       const hash = sha256(json);
       await this.storeManifest(hash, json);
@@ -229,7 +235,12 @@ export class Hasher {
     const cache = this.loadCache();
     const hit = cache.get(rel);
     const key = { size: String(st.size), ino: String(st.ino), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) };
-    const hash = await this.limit.run(() => hashFile(abs, { algorithm: "sha256" }));
+    let hash: string;
+    try {
+      hash = await this.limit.run(() => hashFile(abs, { algorithm: "sha256" }));
+    } catch (e) {
+      throw new InputError(`cannot hash ${rel}: ${(e as Error).message} (was it deleted or made unreadable while being hashed?)`);
+    }
     this.stats.filesHashed++;
     this.stats.bytesHashed += Number(st.size);
     const newest = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs;
@@ -241,6 +252,25 @@ export class Hasher {
       this.forget(rel);
     }
     return hash;
+  }
+
+  /**
+   * Drop cache entries of files that were deleted from a directory listed in this session: one
+   * pass over the cache (a key is checked against each of its parent directories).
+   */
+  private forgetVanished(): void {
+    if (this.listedDirs.size === 0) return;
+    for (const k of [...this.loadCache().keys()]) {
+      if (this.listed.has(k)) continue;
+      for (let i = k.lastIndexOf("/"); i > 0; i = k.lastIndexOf("/", i - 1)) {
+        if (this.listedDirs.has(k.slice(0, i))) {
+          this.forget(k);
+          break;
+        }
+      }
+    }
+    this.listed.clear();
+    this.listedDirs.clear();
   }
 
   private forget(rel: string): void {

@@ -122,6 +122,18 @@ describe("Hasher", () => {
     await h2.save();
     const cache = JSON.parse(fs.readFileSync(path.join(p.root, ".pipeline/statcache.json"), "utf8"));
     expect(Object.keys(cache.entries)).toEqual(["a.txt"]);
+    // also files deleted from inside a directory
+    p.write("d/1", "1");
+    p.write("d/2", "2");
+    const h3 = new Hasher(p.ctx(), { racyWindowMs: 0 });
+    await h3.hashPaths(["d"]);
+    await h3.save();
+    fs.rmSync(path.join(p.root, "d/2"));
+    const h4 = new Hasher(p.ctx(), { racyWindowMs: 0 });
+    expect((await h4.hashPaths(["d"])).get("d")!.nfiles).toBe(1);
+    await h4.save();
+    const cache2 = JSON.parse(fs.readFileSync(path.join(p.root, ".pipeline/statcache.json"), "utf8"));
+    expect(Object.keys(cache2.entries)).toEqual(["a.txt", "d/1"]);
   });
 
   it("follows symlinks and reports a symlink loop", async () => {
