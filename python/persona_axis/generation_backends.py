@@ -69,25 +69,23 @@ def hub_revision(model_name: str, checkpoint: str | None) -> str | None:
 # transformers
 
 
-def sample_next_tokens(logits, generators: Sequence, temperature: float, top_p: float):
+def sample_next_tokens(logits, u, temperature: float, top_p: float):
     """One token per row: greedy at temperature 0, else temperature + nucleus (top-p) sampling by
-    inverse CDF with one uniform draw per row from that row's own CPU generator."""
+    inverse CDF with the row's uniform draw ``u[i]`` (from that row's own generator)."""
     import torch
 
     if temperature <= 0:
         return logits.argmax(dim=-1)
     probs = torch.softmax(logits.float() / temperature, dim=-1)
     sorted_probs, sorted_idx = torch.sort(probs, dim=-1, descending=True)
-    cum = sorted_probs.cumsum(dim=-1)
     if top_p < 1.0:
         # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
-        keep = (cum - sorted_probs) < top_p
+        keep = (sorted_probs.cumsum(dim=-1) - sorted_probs) < top_p
         sorted_probs = sorted_probs * keep
-        cum = sorted_probs.cumsum(dim=-1)
-    u = torch.stack([torch.rand((), generator=g, dtype=torch.float64) for g in generators]).to(logits.device)
-    target = (u * cum[:, -1].double()).unsqueeze(-1).to(cum.dtype)
-    pos = torch.searchsorted(cum, target, right=True).clamp(max=cum.shape[-1] - 1)
-    # A zero-probability position can only be picked through rounding at the very end: step back.
+    cum = sorted_probs.cumsum(dim=-1)
+    target = (u.to(cum.device, torch.float64) * cum[:, -1].double()).unsqueeze(-1).to(cum.dtype)
+    pos = torch.searchsorted(cum, target, right=True)
+    # Never step onto a zero-probability position (rounding at the very end of the CDF).
     pos = torch.minimum(pos, (sorted_probs > 0).sum(dim=-1, keepdim=True) - 1)
     return sorted_idx.gather(-1, pos).squeeze(-1)
 
@@ -136,32 +134,36 @@ class HFBackend:
             attn[i, L - len(p):] = 1
         input_ids, attn = input_ids.to(dev), attn.to(dev)
         position_ids = (attn.cumsum(-1) - 1).clamp(min=0)
-        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
-        out_tokens: list[list[int]] = [[] for _ in range(B)]
-        finish: list[str | None] = [None] * B
+        T = params.max_tokens
+        # Each row's uniforms come from its own CPU generator seeded with the request's seed: the
+        # same on any device, and independent of the other rows.
+        u_all = torch.stack([torch.rand(T, generator=torch.Generator().manual_seed(int(s)), dtype=torch.float64)
+                             for s in seeds]).to(dev)
+        tokens = torch.full((B, T), self.pad_id, dtype=torch.long, device=dev)
+        lengths = torch.zeros(B, dtype=torch.long, device=dev)
+        finished = torch.zeros(B, dtype=torch.bool, device=dev)
+        stop_ids = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=dev)
         with torch.inference_mode():
-            out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids, use_cache=True)
-            for step in range(params.max_tokens):
-                logits = out.logits[:, -1, :]
-                nxt = sample_next_tokens(logits, gens, params.temperature, params.top_p)
-                nxt_list = nxt.tolist()
-                for i, t in enumerate(nxt_list):
-                    if finish[i] is None:
-                        out_tokens[i].append(int(t))
-                        if int(t) in self.eos_ids:
-                            finish[i] = "stop"
-                if all(f is not None for f in finish) or step == params.max_tokens - 1:
+            out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids, use_cache=True,
+                             logits_to_keep=1)
+            for step in range(T):
+                nxt = sample_next_tokens(out.logits[:, -1, :], u_all[:, step], params.temperature, params.top_p)
+                # Finished rows get pad tokens (ignored) so shapes stay fixed.
+                nxt = torch.where(finished, torch.full_like(nxt, self.pad_id), nxt)
+                tokens[:, step] = nxt
+                lengths += (~finished).long()
+                finished |= torch.isin(nxt, stop_ids)
+                if step == T - 1 or (step % 8 == 7 and bool(finished.all())):  # sync only every 8 steps
                     break
-                # Finished rows keep running on pad tokens (their outputs are ignored) so shapes stay fixed.
-                feed = torch.tensor([self.pad_id if finish[i] else nxt_list[i] for i in range(B)], device=dev)
                 attn = torch.cat([attn, torch.ones((B, 1), dtype=attn.dtype, device=dev)], dim=-1)
                 position_ids = position_ids[:, -1:] + 1
-                out = self.model(input_ids=feed[:, None], attention_mask=attn, position_ids=position_ids,
-                                 past_key_values=out.past_key_values, use_cache=True)
+                out = self.model(input_ids=nxt[:, None], attention_mask=attn, position_ids=position_ids,
+                                 past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
+        tokens_l, lengths_l, finished_l = tokens.tolist(), lengths.tolist(), finished.tolist()
         results = []
         for i in range(B):
-            toks = out_tokens[i]
-            reason = finish[i] or "length"
+            toks = tokens_l[i][: lengths_l[i]]
+            reason = "stop" if finished_l[i] else "length"
             body = toks[:-1] if reason == "stop" else toks
             text = self.tokenizer.decode(body, skip_special_tokens=True, clean_up_tokenization_spaces=False)
             results.append(Generation(text, reason, len(toks)))
