@@ -100,6 +100,9 @@ async function fileSize(file: string): Promise<number> {
   }
 }
 
+/** After an abort, how long to wait for SLURM to confirm that the cancelled job ended. */
+const CANCEL_CONFIRM_MS = 60_000;
+
 /** Jobs submitted or attached by this process and not yet seen ending. */
 const liveJobs = new Set<string>();
 
@@ -232,14 +235,21 @@ export class SlurmExecutor implements Executor {
       }
     };
     let cancelling: Promise<unknown> | undefined;
+    let giveUp: NodeJS.Timeout | undefined;
     const onAbort = () => {
       cancelledByRunner = true;
       report(`CANCELLING (scancel ${jobId})`);
-      cancelling = slurmCommand("scancel", [jobId]).then((r) => {
-        if (r.code !== 0 && !/Invalid job id|already completing or completed/i.test(r.stderr)) {
-          io.onOutput(`scancel ${jobId} failed: ${r.stderr.trim()}`);
-        }
-      });
+      cancelling = slurmCommand("scancel", [jobId])
+        .then((r) => {
+          if (r.code !== 0 && !/Invalid job id|already completing or completed/i.test(r.stderr)) {
+            io.onOutput(`scancel ${jobId} failed: ${r.stderr.trim()}`);
+          }
+        })
+        .catch((e: Error) => io.onOutput(`scancel ${jobId} failed: ${e.message}`));
+      // Interrupted: wait for SLURM to confirm the end, but not forever (controller unreachable).
+      giveUp = setTimeout(() => {
+        this.followers.get(jobId)?.done(undefined, `scancel sent, but SLURM did not confirm the end within ${Math.round(CANCEL_CONFIRM_MS / 1000)} s (check squeue -j ${jobId})`);
+      }, CANCEL_CONFIRM_MS);
       this.wake?.();
     };
     if (io.signal.aborted) onAbort();
@@ -262,6 +272,7 @@ export class SlurmExecutor implements Executor {
         this.startPolling();
       });
     } finally {
+      clearTimeout(giveUp);
       liveJobs.delete(jobId);
       this.followers.delete(jobId);
       io.signal.removeEventListener("abort", onAbort);
