@@ -19,7 +19,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from .roles import DEFAULT_ROLE, RoleDataError, load_roles
 from .transcripts import RecordAppender, dumps_record, read_records, record_key
