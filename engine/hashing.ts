@@ -23,7 +23,7 @@ import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import crypto from "node:crypto";
-import { hashFile } from "hasha";
+import { hashFile, hashSync } from "hasha";
 import type { ProjectContext } from "./context.ts";
 import { InputError } from "./errors.ts";
 import type { PathHash } from "./types.ts";
@@ -39,6 +39,13 @@ interface CacheEntry {
 }
 
 const CACHE_VERSION = 1;
+
+/**
+ * Files up to this size are read and hashed on the main thread (a message round trip to hasha's
+ * worker costs more than hashing them); bigger ones stream through the worker thread, so big and
+ * small files are hashed on two cores at once.
+ */
+const SMALL_FILE_BYTES = 256n * 1024n;
 
 export interface HasherOptions {
   /** Files hashed at the same time (default 8). */
@@ -237,7 +244,10 @@ export class Hasher {
     const key = { size: String(st.size), ino: String(st.ino), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs) };
     let hash: string;
     try {
-      hash = await this.limit.run(() => hashFile(abs, { algorithm: "sha256" }));
+      hash =
+        st.size <= SMALL_FILE_BYTES
+          ? hashSync(fs.readFileSync(abs), { algorithm: "sha256" })
+          : await this.limit.run(() => hashFile(abs, { algorithm: "sha256" }));
     } catch (e) {
       throw new InputError(`cannot hash ${rel}: ${(e as Error).message} (was it deleted or made unreadable while being hashed?)`);
     }
