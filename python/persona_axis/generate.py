@@ -315,8 +315,8 @@ def run_generation(a: argparse.Namespace, *, backend_obj: Any = None) -> Path:
     settings = run_settings(a, backend, dtype, role_names, counts)
     out_dir.mkdir(parents=True, exist_ok=True)
     check_previous_run(out_dir, settings, a.overwrite)
-    for stale in out_dir.glob("*.jsonl.tmp"):
-        stale.unlink()
+    for stale in [*out_dir.glob("*.jsonl.tmp"), out_dir / (RUN_FILE + ".tmp")]:
+        stale.unlink(missing_ok=True)  # left by a kill during an atomic rewrite
     writers = {n: RoleWriter(out_dir, n, by_role[n]) for n in role_names}
     tmp = out_dir / (RUN_FILE + ".tmp")
     tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -193,6 +193,8 @@ def run_judge(a: argparse.Namespace) -> dict:
     roles = load_roles(a.roles_dir, names)  # validates every eval_prompt before any request
     transcripts = {n: read_records(tdir / f"{n}.jsonl") for n in names}
     out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob("*.jsonl.tmp"), out / (SUMMARY_FILE + ".tmp")]:
+        stale.unlink(missing_ok=True)  # left by a kill during an atomic rewrite
     results: dict[str, dict[tuple, dict]] = {}
     todo: list[tuple[tuple[str, tuple], str]] = []
     for n in names:

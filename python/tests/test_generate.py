@@ -151,16 +151,19 @@ def test_settings_change_in_the_same_directory_is_refused(reference, tiny_olmo2,
     assert len(read_records(out / "pirate.jsonl")) == 6
 
 
-def test_gpt_neox_template_without_system_role(tiny_neox, role_data, tmp_path):
+def test_gpt_neox_template_without_system_role_and_role_questions(tiny_neox, role_data, tmp_path):
     out = tmp_path / "neox"
-    assert generate.main(gen_args(tiny_neox, role_data, out, "--roles", "pirate", "--question-count", "2",
-                                  "--temperature", "0")) == 0
+    args = gen_args(tiny_neox, role_data, out, "--roles", "pirate", "--temperature", "0")
+    args[args.index("--questions") + 1] = "role"  # each role file's own questions
+    assert generate.main(args) == 0
     recs = read_records(out / "pirate.jsonl")
-    assert len(recs) == 2 * 2 and all(r["system_prompt"].startswith("You are") or r["system_prompt"].startswith("Act")
-                                      for r in recs)
+    assert [(r["system_prompt_idx"], r["question_idx"], r["question_id"], r["question"]) for r in recs] == [
+        (0, 0, 0, "Who are you?"), (0, 1, 1, "What do you do all day?"),
+        (1, 0, 0, "Who are you?"), (1, 1, 1, "What do you do all day?")]
     # Greedy decoding: the same prompt gives the same response whatever the seed.
-    assert generate.main(gen_args(tiny_neox, role_data, tmp_path / "neox2", "--roles", "pirate", "--question-count",
-                                  "2", "--temperature", "0", "--seed", "99")) == 0
+    args2 = gen_args(tiny_neox, role_data, tmp_path / "neox2", "--roles", "pirate", "--temperature", "0", "--seed", "99")
+    args2[args2.index("--questions") + 1] = "role"
+    assert generate.main(args2) == 0
     assert [r["response"] for r in read_records(tmp_path / "neox2" / "pirate.jsonl")] == [r["response"] for r in recs]
 
 
@@ -252,3 +255,26 @@ def test_vllm_backend_batches_all_roles_in_chunks(tiny_olmo2, role_data, tmp_pat
                                                  str(role_data.questions), "--output-dir", str(out), "--chunk-size",
                                                  "10", "--top-p", "0.9", "--no-progress"]), backend_obj=backend)
     assert len(llm.calls) == 2
+
+
+def test_sampler_inverse_cdf_with_top_p():
+    import torch
+
+    from persona_axis.generation_backends import sample_next_tokens
+
+    logits = torch.log(torch.tensor([[0.1, 0.5, 0.3, 0.1]] * 4))
+    u = torch.tensor([0.0, 0.55, 0.79, 0.999], dtype=torch.float64)
+    # temperature 1, no top-p: the CDF over tokens sorted by probability [1, 2, 0|3, 3|0].
+    got = sample_next_tokens(logits, u, 1.0, 1.0).tolist()
+    assert got[:3] == [1, 2, 2] and got[3] in (0, 3)
+    # top-p 0.75 keeps tokens 1 and 2 (0.5 + 0.3 reaches it): u scales over their mass only.
+    assert sample_next_tokens(logits, u, 1.0, 0.75).tolist() == [1, 1, 2, 2]
+    # top-p below the largest probability keeps one token; temperature 0 is argmax.
+    assert sample_next_tokens(logits, u, 1.0, 0.2).tolist() == [1, 1, 1, 1]
+    assert sample_next_tokens(logits, u, 0.0, 1.0).tolist() == [1, 1, 1, 1]
+    # Empirically the frequencies follow the probabilities.
+    g = torch.Generator().manual_seed(0)
+    us = torch.rand(20000, generator=g, dtype=torch.float64)
+    toks = sample_next_tokens(logits[:1].expand(20000, 4), us, 1.0, 1.0)
+    freq = torch.bincount(toks, minlength=4).double() / 20000
+    assert torch.allclose(freq, torch.tensor([0.1, 0.5, 0.3, 0.1], dtype=torch.float64), atol=0.02)
