@@ -293,8 +293,10 @@ def make_backend(a: argparse.Namespace, backend: str):
 
 
 def plan(a: argparse.Namespace) -> tuple[dict[str, list[Request]], list[str]]:
-    """Validate every role file and the questions before any model is loaded."""
+    """Validate every role file (also those not asked for) and the questions before any model is loaded."""
     roles = roles_mod.load_roles(a.roles_dir, a.roles)
+    if a.roles:
+        roles_mod.load_roles(a.roles_dir)
     shared = None if a.questions == "role" else roles_mod.load_questions(a.questions)
     reqs = roles_mod.build_requests(roles, shared, question_count=a.question_count, num_rollouts=a.num_rollouts,
                                     model_display_name=a.model_display_name)

@@ -174,7 +174,7 @@ def test_bad_role_file_fails_before_any_model_is_loaded(role_data, tmp_path):
     t0 = time.monotonic()
     proc = subprocess.run([sys.executable, str(SCRIPT), "--model-name", str(tmp_path / "no-such-model"),
                            "--roles-dir", str(rd), "--questions", str(role_data.questions), "--run-name", "x",
-                           "--backend", "hf"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+                           "--backend", "hf", "--roles", "pirate"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "zealot.json: key 'eval_prompt'" in proc.stderr
     assert not (tmp_path / "outputs").exists()
