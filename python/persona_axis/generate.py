@@ -81,8 +81,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--max-tokens", type=int, default=512)
     p.add_argument("--seed", type=int, default=0, help="base seed; each request's seed derives from it")
-    p.add_argument("--backend", choices=["vllm", "hf"], default=None,
-                   help="default: vllm when importable and a GPU is present, else hf")
+    p.add_argument("--backend", choices=["auto", "vllm", "hf"], default="auto",
+                   help="auto (default): vllm when importable and a GPU is present, else hf")
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="hf backend device")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="auto: bfloat16 on GPU, float32 on CPU")
@@ -127,7 +127,7 @@ def resolve_output_dir(a: argparse.Namespace) -> Path:
 
 
 def choose_backend(requested: str | None) -> str:
-    if requested:
+    if requested and requested != "auto":
         if requested == "vllm" and not vllm_importable():
             raise SystemExit("--backend vllm: the vllm package is not installed (pip install vllm, or use --backend hf)")
         return requested
