@@ -161,8 +161,10 @@ export class SlurmExecutor implements Executor {
     // A fresh log per attempt, as the local executor writes; SLURM appends to it (--open-mode=append).
     await fs.writeFile(job.logFile, "");
 
-    const args = sbatchArgs(job, script, this.ctx.root);
-    const res = await slurmCommand("sbatch", args, { env: sbatchEnv(job.env) });
+    const args = sbatchArgs(job, script, this.ctx.root, this.ctx.profile);
+    // sbatch retries by itself while the controller is busy; killing it early could leave a
+    // submitted job we don't know about (and a duplicate on the next run): give it time.
+    const res = await slurmCommand("sbatch", args, { env: sbatchEnv(job.env), timeoutMs: 15 * 60_000 });
     if (res.code !== 0) {
       const err = (res.stderr || res.stdout).trim();
       throw new PipelineError(
@@ -182,12 +184,12 @@ export class SlurmExecutor implements Executor {
 
   async isActive(jobId: string): Promise<boolean> {
     const e = await this.queueEntry(jobId);
-    return !!e && !isFinalState(e.state) && e.name.startsWith(jobNamePrefix(this.ctx.root));
+    return !!e && !isFinalState(e.state) && e.name.startsWith(jobNamePrefix(this.ctx.root, this.ctx.profile));
   }
 
   async attach(jobId: string, job: JobSpec, io: ExecutorIO): Promise<JobResult> {
     const e = await this.queueEntry(jobId);
-    const want = jobName(this.ctx.root, job.stage.name);
+    const want = jobName(this.ctx.root, job.stage.name, this.ctx.profile);
     if (e && e.name !== want) {
       throw new PipelineError(`stage ${job.stage.name}: SLURM job ${jobId} is "${e.name}", not this stage's job "${want}"; not attaching`, 1);
     }
@@ -199,7 +201,7 @@ export class SlurmExecutor implements Executor {
   async projectJobs(): Promise<ProjectJob[]> {
     const res = await slurmCommand("squeue", ["--me", "-h", "-o", SQUEUE_FORMAT]);
     if (res.code !== 0) throw new PipelineError(`squeue failed: ${res.stderr.trim()}`, 1);
-    const prefix = jobNamePrefix(this.ctx.root);
+    const prefix = jobNamePrefix(this.ctx.root, this.ctx.profile);
     return parseSqueue(res.stdout)
       .filter((e) => e.name.startsWith(prefix))
       .map((e) => ({ jobId: e.jobId, stage: e.name.slice(prefix.length), state: e.state, identity: e.comment }));

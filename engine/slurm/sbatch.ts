@@ -2,8 +2,8 @@
  * Pure rendering of what `sbatch` gets for one stage: the batch script and the command-line
  * arguments. No I/O: tests check the text, the executor writes and submits it.
  *
- * - Job name `pl-<8 hex of the project root path>-<stage>`: a restarted runner finds the jobs
- *   of its project with `squeue --me` (see `projectTag`).
+ * - Job name `pl-<8 hex of the project root path (+ profile)>-<stage>`: a restarted runner finds
+ *   the jobs of its project with `squeue --me` (see `projectTag`).
  * - `--comment` carries the stage identity (hash of cmd, deps, params, env).
  * - resources: gpus -> `--gres=gpu:k` (default) or `--gpus=k` (slurm.gpu_flag: gpus),
  *   cpus -> `--cpus-per-task`, memory -> `--mem`, time -> `--time`; then partition, account,
@@ -20,19 +20,25 @@ export const COMMAND_SHELL = "bash";
 /** Environment variables that must not travel from the login node into a job: SLURM sets them. */
 export const GPU_ENV_VARS = ["CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"];
 
-/** 8 hex digits of sha256 of the absolute project root: identifies the project in job names. */
-export function projectTag(root: string): string {
-  return createHash("sha256").update(root).digest("hex").slice(0, 8);
+/**
+ * 8 hex digits of sha256 of the absolute project root (and the profile, other than the default
+ * one, since each profile has its own lock and journal): identifies the project in job names.
+ */
+export function projectTag(root: string, profile = "default"): string {
+  return createHash("sha256")
+    .update(profile === "default" ? root : `${root}\n${profile}`)
+    .digest("hex")
+    .slice(0, 8);
 }
 
-/** Prefix of the job names of every stage of the project at `root`. */
-export function jobNamePrefix(root: string): string {
-  return `pl-${projectTag(root)}-`;
+/** Prefix of the job names of every stage of the project at `root` (with `profile`). */
+export function jobNamePrefix(root: string, profile = "default"): string {
+  return `pl-${projectTag(root, profile)}-`;
 }
 
-/** `pl-<tag>-<stage>`: the SLURM job name of a stage of the project at `root`. */
-export function jobName(root: string, stageName: string): string {
-  return jobNamePrefix(root) + stageName;
+/** `pl-<tag>-<stage>`: the SLURM job name of a stage of the project at `root` (with `profile`). */
+export function jobName(root: string, stageName: string, profile = "default"): string {
+  return jobNamePrefix(root, profile) + stageName;
 }
 
 /** File-system-safe form of a stage name, for `<stage>.sbatch` (foreach names keep their `@`). */
@@ -100,13 +106,13 @@ export function renderBatchScript(job: JobSpec): string {
 }
 
 /** The sbatch command-line arguments for `job`, its script at `scriptPath`, project at `root`. */
-export function sbatchArgs(job: JobSpec, scriptPath: string, root: string): string[] {
+export function sbatchArgs(job: JobSpec, scriptPath: string, root: string, profile = "default"): string[] {
   const { stage } = job;
   const r = stage.resources;
   const s = stage.slurm ?? {};
   const args = [
     "--parsable",
-    `--job-name=${jobName(root, stage.name)}`,
+    `--job-name=${jobName(root, stage.name, profile)}`,
     `--comment=${job.identity}`,
     `--chdir=${job.cwd}`,
     `--output=${job.logFile}`,

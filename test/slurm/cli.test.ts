@@ -89,6 +89,21 @@ describe("repro --executor slurm", () => {
     expect(fs.existsSync(path.join(dir, "pipeline.lock"))).toBe(false);
   });
 
+  it("a profile's jobs are named after the project and the profile; its state and lock are its own", async () => {
+    const dir = project({
+      "params.yaml": "msg: default\n",
+      "params/alt.yaml": "msg: alt\n",
+      "pipeline.yaml": "stages:\n  say:\n    cmd: echo ${msg} > said.txt\n    outs: [said.txt]\n",
+    });
+    const r = await startCli(dir, ["-P", "params/alt.yaml", "repro", "--executor", "slurm"]).done;
+    expect(r.code, r.out).toBe(0);
+    expect(fs.readFileSync(path.join(dir, "said.txt"), "utf8")).toBe("alt\n");
+    expect(fs.readFileSync(path.join(dir, "pipeline.alt.lock"), "utf8")).toContain("msg: alt");
+    expect(fs.existsSync(path.join(dir, ".pipeline/profiles/alt/slurm/say.sbatch"))).toBe(true);
+    expect(sacctRows({ name: jobName(dir, "say", "alt") })).toHaveLength(1);
+    expect(jobName(dir, "say", "alt")).not.toBe(jobName(dir, "say"));
+  });
+
   it("reports a failing job as FAILED with exit code 3 and records nothing of it", async () => {
     const dir = project({
       "params.yaml": "x: 1\n",

@@ -57,6 +57,10 @@ describe("sbatch rendering", () => {
     expect(projectTag("/shared/other")).not.toBe(tag);
     expect(jobName("/shared/proj", "capture@base")).toBe(`pl-${tag}-capture@base`);
     expect(jobName("/shared/proj", "x").startsWith(jobNamePrefix("/shared/proj"))).toBe(true);
+    // each profile has its own lock and journal, so its own jobs
+    expect(projectTag("/shared/proj", "default")).toBe(tag);
+    expect(projectTag("/shared/proj", "demo")).not.toBe(tag);
+    expect(jobName("/shared/proj", "x", "demo")).toBe(`pl-${projectTag("/shared/proj", "demo")}-x`);
     expect(scriptFileName("capture@base")).toBe("capture@base.sbatch");
     expect(scriptFileName("a/b c")).toBe("a_b_c.sbatch");
   });
