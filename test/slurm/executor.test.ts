@@ -125,6 +125,10 @@ describe("SLURM executor on a real cluster", () => {
     const s = spec("toobig", ["true"], { gpus: 5 });
     await expect(ex.run(s, io().io)).rejects.toThrow(/stage toobig: sbatch refused the job: .*(Requested node configuration is not available|Invalid generic resource)/s);
     expect(s.ids).toEqual([]);
+    // SBATCH_* input variables of the login node reach sbatch (cluster settings outside pipeline.yaml)
+    const p = spec("nopart", ["true"]);
+    p.env.SBATCH_PARTITION = "no_such_partition";
+    await expect(ex.run(p, io().io)).rejects.toThrow(/stage nopart: sbatch refused the job: .*invalid partition/is);
   });
 
   it("Ctrl-C (abort) scancels the job and waits until it is gone", async () => {
