@@ -35,7 +35,7 @@ import torch
 
 from . import transcripts as transcripts_mod
 from .batching import plan_batches
-from .model_blocks import ModelStructureError, TruncatedForward, hidden_size, num_hidden_layers
+from .model_blocks import ModelStructureError, TruncatedForward, compile_blocks, hidden_size, num_hidden_layers
 from .prompts import ensure_chat_template
 from .roles import RoleDataError, fill_system_prompt, load_questions, load_role
 from .spans import ConversationText, EncodedConversation, SpanError, conversation_text, encode_conversations
@@ -676,21 +676,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chat-template-from", default=None,
                    help="model id/dir (or a template file) whose chat template rebuilds the prompts: for base "
                         "checkpoints without one, give the checkpoint that generated the transcripts")
-    p.add_argument("--compile", action="store_true", help="torch.compile each decoder block (fuses norms etc.)")
+    p.add_argument("--compile", dest="compile", action="store_true", default=None,
+                   help="torch.compile each decoder block (fuses norms and elementwise ops: ~1.5x on an H200; "
+                        "about 10 s of compiling first). Default: on for CUDA devices, off otherwise")
+    p.add_argument("--no-compile", dest="compile", action="store_false", help="run the blocks eagerly")
     p.add_argument("--no-progress", action="store_true", help="no progress bar; one log line per role")
     return p
-
-
-def compile_blocks(model: torch.nn.Module) -> None:
-    """torch.compile each block's forward (hooks stay outside the compiled region); dynamic shapes."""
-    from .model_blocks import find_decoder_blocks
-
-    import torch._dynamo
-
-    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 256)
-    _, blocks = find_decoder_blocks(model)
-    for block in blocks:
-        block.forward = torch.compile(block.forward, dynamic=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -717,7 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             mpe = getattr(model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config,
                           "max_position_embeddings", None)
             max_length = int(mpe) if isinstance(mpe, int) and mpe > 0 else None
-        if a.compile:
+        if a.compile or (a.compile is None and torch.device(device).type == "cuda"):
             compile_blocks(model)
         template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else json.dumps(
             tokenizer.chat_template, sort_keys=True)

@@ -154,3 +154,56 @@ class TruncatedForward:
                 f"{type(self.model).__name__}: the forward pass ran blocks {seen} of {self.block_path}, expected "
                 f"{self.layers}; this architecture's forward does not run its block list in order"
             )
+
+
+class _CompiledForward:
+    """A block's forward through torch.compile (dynamic shapes); on a compile failure, warns once
+    and falls back to the block's own forward for good. Hooks stay outside the compiled region."""
+
+    def __init__(self, block: nn.Module):
+        self.original = block.forward
+        self.compiled = torch.compile(self.original, dynamic=True)
+        self.failed = False
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not self.failed:
+            try:
+                return self.compiled(*args, **kwargs)
+            except torch.cuda.OutOfMemoryError:
+                raise
+            except Exception as e:  # noqa: BLE001 - any compiler failure: run eagerly instead
+                self.failed = True
+                import sys
+
+                print(f"warning: torch.compile failed for a decoder block ({type(e).__name__}: {str(e)[:200]}); "
+                      "running it eagerly", file=sys.stderr)
+        return self.original(*args, **kwargs)
+
+
+def compile_blocks(model: nn.Module) -> int:
+    """torch.compile every decoder block's forward (fuses norms, rotary and elementwise ops). Returns
+    the number of blocks wrapped."""
+    import torch._dynamo
+
+    cfg = torch._dynamo.config
+    # one compiled graph per block instance may be kept (guards on the module): allow all of them
+    for name in ("cache_size_limit", "recompile_limit"):
+        if hasattr(cfg, name):
+            setattr(cfg, name, max(getattr(cfg, name), 1024))
+    if hasattr(cfg, "accumulated_cache_size_limit"):
+        cfg.accumulated_cache_size_limit = max(cfg.accumulated_cache_size_limit, 8192)
+    if hasattr(cfg, "accumulated_recompile_limit"):
+        cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, 8192)
+    _, blocks = find_decoder_blocks(model)
+    for block in blocks:
+        if not isinstance(block.forward, _CompiledForward):
+            block.forward = _CompiledForward(block)
+    return len(blocks)
+
+
+def uncompile_blocks(model: nn.Module) -> None:
+    """Undo compile_blocks: every block runs its own forward again."""
+    _, blocks = find_decoder_blocks(model)
+    for block in blocks:
+        if isinstance(block.forward, _CompiledForward):
+            del block.forward  # the instance attribute shadowed the class's forward

@@ -24,7 +24,7 @@ from persona_axis.capture import (
     main,
     run_capture,
 )
-from persona_axis.model_blocks import ModelStructureError, TruncatedForward, find_decoder_blocks
+from persona_axis.model_blocks import ModelStructureError, TruncatedForward, compile_blocks, find_decoder_blocks
 from persona_axis.tiny_models import build_tiny_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +34,8 @@ WORDS = ("the pirate sails a ship arr matey treasure map stoic virtue judge calm
          "I am an AI language model and can help you with that question").split()
 #: On a GPU machine: PERSONA_AXIS_TEST_DEVICE=cuda runs the same checks through the CUDA path.
 DEVICE = os.environ.get("PERSONA_AXIS_TEST_DEVICE", "cpu")
+#: PERSONA_AXIS_TEST_COMPILE=1: the reference comparisons also go through torch.compile'd blocks.
+COMPILE = os.environ.get("PERSONA_AXIS_TEST_COMPILE") == "1"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -137,6 +139,8 @@ def reference_capture(model_dir, records, layers):
 def capture(model_dir, transcript_dir, out_dir, layers, aggregation, max_batch_tokens=96, storage="float32"):
     tok = load_tokenizer(str(model_dir), None)
     model = load_model(str(model_dir), None, "float32", DEVICE)
+    if COMPILE:
+        compile_blocks(model)
     settings = CaptureSettings(layers=tuple(layers), aggregation=aggregation, storage_dtype=storage,
                                max_batch_tokens=max_batch_tokens, max_length=4096)
     run = RunInfo(model="tiny", checkpoint="main", compute_dtype="float32", chat_template_sha256="x")
