@@ -45,7 +45,7 @@ import torch  # noqa: E402
 
 from persona_axis import prompts  # noqa: E402
 from persona_axis.capture import CaptureSettings, RunInfo, run_capture  # noqa: E402
-from persona_axis.model_blocks import compile_blocks  # noqa: E402
+from persona_axis.model_blocks import compile_blocks, uncompile_blocks  # noqa: E402
 from persona_axis.spans import conversation_text, encode_conversations  # noqa: E402
 from persona_axis.tiny_models import _CORPUS, OLMO2_CHAT_TEMPLATE, build_tokenizer  # noqa: E402
 
@@ -213,6 +213,9 @@ def main() -> int:
     ap.add_argument("--max-batch-tokens", type=int, default=16384)
     ap.add_argument("--extra-budgets", type=int, nargs="*", default=[], help="also time the middle layer with these")
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile'd runs (the CLI's CUDA default)")
+    ap.add_argument("--fp32-check", type=int, default=0,
+                    help="also run the first N conversations through the model in float32 (the paper's code path, "
+                         "TF32 off) and report each bf16 approach's relative error against it")
     ap.add_argument("--no-eager-all", action="store_true", help="skip the eager all-layers run")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--small", action="store_true", help="tiny model and short texts (CPU smoke test)")
@@ -334,6 +337,20 @@ def main() -> int:
                 log(f"skipping budget {budget}: past the time limit")
                 continue
             run_ours(f"ours_middle_budget_{budget}", [mid], budget)
+
+    if a.fp32_check:
+        uncompile_blocks(model)
+        model.float()
+        subset = records[: a.fp32_check]
+        truth, _, _ = paper_approach(model, tok, subset, device)
+        keys = list(truth)
+        mids = [mid]
+        check = {"conversations": len(keys), "layer": mid}
+        for name, got in (("paper_bf16", ref), ("ours_eager_bf16", b_eager)) + ((("ours_compiled_bf16", b),) if not a.no_compile else ()):
+            gl = [mid] if name == "paper_bf16" else [0]
+            check[name] = max_rel_diff({k: truth[k] for k in keys}, got, mids, gl)
+        res["fp32_check"] = check
+        log(f"fp32 check (max ||x - fp32|| / ||fp32|| over {len(keys)} conversations, layer {mid}): {check}")
 
     res["total_seconds"] = time.perf_counter() - t_start
     (out / "capture_bench.json").write_text(json.dumps(res, indent=1, sort_keys=True) + "\n")
