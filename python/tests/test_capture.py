@@ -318,3 +318,28 @@ def test_base_checkpoint_borrows_the_chat_template(tiny_olmo2, transcripts, tmp_
     assert (tmp_path / "b" / "pirate_activations.pt").read_bytes() == (tmp_path / "i" / "pirate_activations.pt").read_bytes()
     meta = json.loads((tmp_path / "b" / "pirate_metadata.json").read_text())
     assert meta["chat_template_from"] == str(tiny_olmo2) and meta["layers"] == [2]  # default: num_layers // 2
+
+
+def test_rerun_skips_complete_roles_and_redoes_changed_ones(models, transcripts, tmp_path):
+    out = tmp_path / "o"
+    first = capture(models["olmo2"], transcripts, out, [1], "mean")
+    assert [r["role"] for r in first["roles"]] == ["default", "pirate"]
+    again = capture(models["olmo2"], transcripts, out, [1], "mean")
+    assert again["roles"] == [] and again["skipped_roles"] == ["default", "pirate"]
+    other = capture(models["olmo2"], transcripts, out, [2], "mean")  # other settings: redone, not mixed
+    assert [r["role"] for r in other["roles"]] == ["default", "pirate"]
+    meta, acts = load_out(out, "pirate")
+    assert meta["layers"] == [2] and sorted(acts) == [2]
+
+
+def test_bad_transcripts_name_the_file_and_record(models, tmp_path):
+    from persona_axis.capture import CaptureError
+
+    recs = make_records("pirate", 3, seed=9)
+    tdir = write_transcripts(tmp_path / "dup", {"pirate": recs + [recs[1]]})
+    with pytest.raises(CaptureError, match=r"dup/pirate\.jsonl: duplicate record \(1, 0, 0\)"):
+        capture(models["olmo2"], tdir, tmp_path / "o1", [1], "mean")
+    del recs[2]["system_prompt"]
+    tdir = write_transcripts(tmp_path / "old", {"pirate": recs})
+    with pytest.raises(CaptureError, match=r"old/pirate\.jsonl: record \(0, 1, 0\) lacks a string 'system_prompt'"):
+        capture(models["olmo2"], tdir, tmp_path / "o2", [1], "mean")
