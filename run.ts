@@ -11,7 +11,7 @@ import { reportError } from "./engine/errors.ts";
 const program = new Command("run.ts")
   .description("Reproducible pipeline runner: pipeline.yaml + params.yaml -> pipeline.lock")
   .option("-C, --cwd <dir>", "work on the project in <dir> (its pipeline.yaml, params.yaml, lock and .pipeline/ state)", ".")
-  .option("-P, --params-file <file>", "profile: a params file merged over params.yaml; it keeps its own lock (pipeline.<name>.lock) and state")
+  .option("-P, --params-file <file>", "profile: a complete params file used instead of params.yaml; it keeps its own lock (pipeline.<name>.lock) and state")
   .showHelpAfterError()
   .enablePositionalOptions();
 

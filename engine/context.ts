@@ -2,8 +2,8 @@ import path from "node:path";
 import fs from "node:fs";
 
 /**
- * Where one project's files live. A profile (`-P params/demo.yaml`) is a params file merged
- * over params.yaml; it gets its own lock (`pipeline.demo.lock`) and its own run state
+ * Where one project's files live. A profile (`-P params/demo.yaml`) is a complete params file used
+ * instead of params.yaml; it gets its own lock (`pipeline.demo.lock`) and its own run state
  * (`.pipeline/profiles/demo/`), so profiles never overwrite each other's records. The stat
  * cache (`.pipeline/statcache.json`) is shared: a file's hash does not depend on the profile.
  */
