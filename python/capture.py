@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Capture response-token activations per role: see docs/capture.md (``python python/capture.py --help``)."""
+"""Capture response-token activations per role: see README.md (``python python/capture.py --help``)."""
 import sys
 from pathlib import Path
 

@@ -12,7 +12,7 @@ Pipeline (one model load per checkpoint, all roles streamed through it)::
 Right padding with NO attention mask is exact: a causal model's real tokens never attend to later
 (pad) positions, and positions are 0..len-1 for every row; so sdpa runs its causal (flash) kernel.
 
-Output per role (see docs/capture.md): ``<role>_activations.pt`` = ``{layer: float tensor}`` and
+Output per role (see README.md, "Activation capture"): ``<role>_activations.pt`` = ``{layer: float tensor}`` and
 ``<role>_metadata.json`` (written last: its presence marks the role complete; a rerun skips it).
 """
 from __future__ import annotations
