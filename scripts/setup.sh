@@ -20,6 +20,9 @@ if [[ ! -f $node_stamp || "$(cat $node_stamp)" != "$(sha package-lock.json)" ]];
   sha package-lock.json > $node_stamp
 fi
 
+# --- The bundled CLI (dist/run.mjs: fast start) ---------------------------------------------
+bash scripts/build-cli.sh
+
 # --- Python -----------------------------------------------------------------------------------
 py_stamp=.venv/.setup-stamp
 if [[ ! -f $py_stamp || "$(cat $py_stamp)" != "$(sha python/requirements.lock)" ]]; then
