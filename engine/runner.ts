@@ -138,13 +138,16 @@ export class Runner {
             );
           }
         }
+        // A scheduler job that finished while no runner watched is attached to as well: attach returns
+        // its recorded result at once, so 12 hours of capture are recorded, not resubmitted.
+        const scheduled = j.executor !== "local";
+        if ((active || scheduled) && ex?.attach && this.o.graph.stages.has(j.stage)) {
+          this.attach.set(j.stage, { journal: j });
+          this.interrupted.add(j.stage);
+          this.say(`${j.stage}: job ${j.jobId} of an interrupted run (${who}) is ${active ? "still active" : "finished"}; will re-attach to it`);
+          continue;
+        }
         if (active && ex) {
-          if (ex.attach && this.o.graph.stages.has(j.stage)) {
-            this.attach.set(j.stage, { journal: j });
-            this.interrupted.add(j.stage);
-            this.say(`${j.stage}: job ${j.jobId} of an interrupted run (${who}) is still active; will re-attach to it`);
-            continue;
-          }
           if (ex instanceof Object && "kill" in ex && typeof (ex as { kill: unknown }).kill === "function") {
             this.say(`${j.stage}: stopping process group ${j.jobId} left running by an interrupted run (${who})`);
             await (ex as unknown as { kill(id: string): Promise<void> }).kill(j.jobId);

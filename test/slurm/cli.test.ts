@@ -187,4 +187,31 @@ describe("repro --executor slurm", () => {
     const status = await startCli(dir, ["status"]).done;
     expect(status.code, status.out).toBe(0);
   });
+
+  it("a job that finished while no runner watched is recorded from accounting, not submitted again", async () => {
+    const dir = project({
+      "params.yaml": "x: 1\n",
+      "pipeline.yaml": `stages:
+  quick:
+    cmd:
+      - echo step1
+      - sleep 3
+      - echo done > quick.txt
+    outs: [quick.txt]
+    resources: {gpus: 1}
+`,
+    });
+    const first = startCli(dir, ["repro", "--executor", "slurm"]);
+    await waitFor(() => /^\[quick\] step1$/m.test(first.out()), 60_000, "the job to run");
+    first.child.kill("SIGKILL");
+    await first.done;
+    await waitFor(() => squeueByPrefix(jobName(dir, "quick")).length === 0, 60_000, "the job to finish");
+    const second = await startCli(dir, ["repro", "--executor", "slurm"]).done;
+    expect(second.code, second.out).toBe(0);
+    expect(second.out).toContain("is finished; will re-attach");
+    expect(second.out).not.toContain("SUBMITTED");
+    expect(fs.readFileSync(path.join(dir, "quick.txt"), "utf8")).toBe("done\n");
+    expect(sacctRows({ name: jobName(dir, "quick") })).toHaveLength(1); // submitted once
+    expect((await startCli(dir, ["status"]).done).code).toBe(0);
+  });
 });
