@@ -322,9 +322,19 @@ function resolveStage(
 ): Stage {
   const label = scope ? `${formatKeyPath(base)} (instance ${name})` : formatKeyPath(base);
   const interp = new Interpolator(loaded.params, scope, missingHint);
+  // Where and how a stage runs (resources, executor, slurm) is not part of what it computes: keys
+  // interpolated there are resolved by a second interpolator whose uses are not tracked as params, so
+  // moving to another partition or GPU count never makes a stage stale.
+  const placement = new Interpolator(loaded.params, scope, missingHint);
+  const PLACEMENT_KEYS = ["resources", "executor", "slurm"];
   let resolved: unknown;
   try {
-    resolved = interp.value(template);
+    if (isPlainObject(template)) {
+      const core: Record<string, unknown> = {};
+      const where: Record<string, unknown> = {};
+      for (const [k, v] of Object.entries(template)) (PLACEMENT_KEYS.includes(k) ? where : core)[k] = v;
+      resolved = { ...(interp.value(core) as Record<string, unknown>), ...(placement.value(where) as Record<string, unknown>) };
+    } else resolved = interp.value(template);
   } catch (e) {
     if (e instanceof FieldInterpolationError) {
       const p = [...base, ...e.path];

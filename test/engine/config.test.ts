@@ -72,7 +72,6 @@ describe("loadProject: interpolation and params", () => {
       ],
       params: {
         "checkpoints.final": { model: "org/final", revision: "v2" },
-        "generation.gpus": 1,
         "generation.layers": [4, 8],
         "generation.temperature": 0.7,
         out: "outputs/demo",
@@ -245,5 +244,22 @@ describe("loadProject: bad input names file:line:col and key", () => {
     expect(await loadError(`stages:\n  a:\n    cmd: x\n`, "", {}, "params/none.yaml")).toBe(
       "profile params file params/none.yaml does not exist (check -P/--params-file)",
     );
+  });
+});
+
+describe("placement keys are not tracked", () => {
+  it("${} in resources / slurm resolves but is not a tracked param (changing it never makes a stage stale)", async () => {
+    const p = tmpProject({
+      "params.yaml": "gpus: 2\npart: big\nlr: 0.1\n",
+      "pipeline.yaml": "stages:\n  train:\n    cmd: echo ${lr}\n    resources: {gpus: \"${gpus}\"}\n    slurm: {partition: \"${part}\"}\n",
+    });
+    try {
+      const { stages } = await loadProject(p.ctx());
+      expect(stages[0].resources.gpus).toBe(2);
+      expect(stages[0].slurm?.partition).toBe("big");
+      expect(stages[0].params).toEqual({ lr: 0.1 });
+    } finally {
+      p.cleanup();
+    }
   });
 });
