@@ -17,6 +17,7 @@ import os from "node:os";
 import { explainExit } from "./errors.ts";
 import { LineSplitter, LogWriter } from "./output.ts";
 import type { Executor, ExecutorIO, JobResult, JobSpec } from "./types.ts";
+import { procStart } from "./proc.ts";
 
 const live = new Set<number>();
 
@@ -63,14 +64,6 @@ export function groupRssKb(pgid: number): number | null {
   return total;
 }
 
-function procStart(pid: number): string | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "latin1");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
-  } catch {
-    return undefined;
-  }
-}
 
 /** Job id of a local process group: `host:pgid:start time of its leader`. */
 export function localJobId(pgid: number): string {

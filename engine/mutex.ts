@@ -17,6 +17,7 @@ import path from "node:path";
 import crypto from "node:crypto";
 import type { ProjectContext } from "./context.ts";
 import { PipelineError } from "./errors.ts";
+import { procStart } from "./proc.ts";
 
 export interface MutexHolder {
   host: string;
@@ -32,14 +33,6 @@ export function mutexFile(ctx: ProjectContext): string {
   return path.join(ctx.profileStateDir, "repro.mutex.json");
 }
 
-function procStart(pid: number): string | undefined {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "latin1");
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
-  } catch {
-    return undefined;
-  }
-}
 
 /** Is the holder certainly dead? (only decidable on the same host) */
 export function holderIsDead(h: MutexHolder): boolean {

@@ -37,7 +37,7 @@ from .generation_backends import (
 from .prompts import prompt_token_ids, render_prompt
 from .roles import Request, RoleDataError
 from .seeds import request_seed
-from .transcripts import RecordAppender, dumps_record, read_records, record_key
+from .transcripts import RecordAppender, dumps_record, read_records, record_key, write_records_sorted
 
 RUN_FILE = "run.json"
 FORMAT = "persona-axis-transcripts/1"
@@ -226,13 +226,7 @@ def existing_records(path: Path, by_key: dict[tuple, Request]) -> dict[tuple, di
 
 def finalize_role_file(path: Path, records: dict[tuple, dict]) -> None:
     """Rewrite a complete role file in key order, one line per key (atomic replace)."""
-    tmp = path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for k in sorted(records):
-            f.write(dumps_record(records[k]) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_records_sorted(path, records)
 
 
 class RoleWriter:

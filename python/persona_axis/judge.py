@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .roles import DEFAULT_ROLE, RoleDataError, load_roles
-from .transcripts import RecordAppender, dumps_record, read_records, record_key
+from .transcripts import RecordAppender, dumps_record, read_records, record_key, write_records_sorted
 
 SUMMARY_FILE = "summary.json"
 JUDGE_KEYS = ("system_prompt_idx", "question_idx", "rollout_idx", "score")
@@ -97,13 +97,7 @@ def latest_by_key(recs: list[dict]) -> dict[tuple, dict]:
 
 
 def write_sorted(path: Path, records: dict[tuple, dict]) -> None:
-    tmp = path.with_suffix(".jsonl.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for k in sorted(records):
-            f.write(dumps_record(records[k]) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_records_sorted(path, records)
 
 
 def summarize(results: dict[str, dict[tuple, dict]], n_responses: dict[str, int], settings: dict) -> dict:

@@ -90,6 +90,18 @@ class RecordAppender:
         self.close()
 
 
+def write_records_sorted(path: str | os.PathLike, records: dict) -> None:
+    """Rewrite a JSONL file with ``records`` (key -> record) in key order, atomically (temp + replace)."""
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for k in sorted(records):
+            f.write(dumps_record(records[k]) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def iter_role_files(transcript_dir: str | os.PathLike) -> Iterator[tuple[str, Path]]:
     for p in sorted(Path(transcript_dir).glob("*.jsonl")):
         yield p.stem, p
