@@ -55,34 +55,7 @@ def fill_eval_prompt(template: str, question: str, answer: str) -> str:
 
 def read_judge_records(path: Path, *, repair: bool = True) -> list[dict]:
     """Complete lines of a judge file; a torn or unparseable last line is dropped (and truncated)."""
-    if not path.exists():
-        return []
-    data = path.read_bytes()
-    out: list[dict] = []
-    pos = good_end = 0
-    lineno = 0
-    while pos < len(data):
-        nl = data.find(b"\n", pos)
-        lineno += 1
-        if nl == -1:
-            break
-        line = data[pos:nl]
-        if line.strip():
-            try:
-                rec = json.loads(line)
-                if not isinstance(rec, dict) or any(k not in rec for k in JUDGE_KEYS):
-                    raise ValueError("missing keys")
-            except ValueError as e:
-                if data[nl + 1:].strip():
-                    raise JudgeInputError(f"{path}:{lineno}: corrupt judge line ({e}); delete the line or the file") from None
-                break
-            out.append(rec)
-        pos = nl + 1
-        good_end = pos
-    if repair and good_end != len(data):
-        with open(path, "r+b") as f:
-            f.truncate(good_end)
-    return out
+    return read_records(path, repair=repair, required=JUDGE_KEYS, what="judge", error=JudgeInputError)
 
 
 def latest_by_key(recs: list[dict]) -> dict[tuple, dict]:

@@ -21,9 +21,17 @@ def record_key(rec: dict) -> Key:
     return (int(rec["system_prompt_idx"]), int(rec["question_idx"]), int(rec["rollout_idx"]))
 
 
-def read_records(path: str | os.PathLike, *, repair: bool = False) -> list[dict]:
-    """Complete records of a JSONL file. A torn or unparseable LAST line is dropped (and, with
-    ``repair``, truncated away on disk). A bad line elsewhere is an error naming file:line."""
+def read_records(
+    path: str | os.PathLike,
+    *,
+    repair: bool = False,
+    required: tuple[str, ...] = REQUIRED_KEYS,
+    what: str = "transcript",
+    error: type[Exception] = ValueError,
+) -> list[dict]:
+    """Complete records of a JSONL file (transcripts, or judge scores with their own ``required`` keys).
+    A torn or unparseable LAST line is dropped (and, with ``repair``, truncated away on disk). A bad
+    line elsewhere raises ``error`` naming file:line."""
     path = Path(path)
     if not path.exists():
         return []
@@ -41,11 +49,11 @@ def read_records(path: str | os.PathLike, *, repair: bool = False) -> list[dict]
         if line.strip():
             try:
                 rec = json.loads(line)
-                if not isinstance(rec, dict) or any(k not in rec for k in REQUIRED_KEYS):
+                if not isinstance(rec, dict) or any(k not in rec for k in required):
                     raise ValueError("missing keys")
             except ValueError as e:
                 if data[nl + 1 :].strip():
-                    raise ValueError(f"{path}:{lineno}: corrupt transcript line ({e}); delete the line or the file") from None
+                    raise error(f"{path}:{lineno}: corrupt {what} line ({e}); delete the line or the file") from None
                 break  # corrupt final line: treat as torn
             records.append(rec)
         pos = nl + 1
