@@ -315,6 +315,8 @@ class PersonaSpace:
     per_layer: list[dict]
     extremes_k: int
     activations_dir: str
+    #: null / bootstrap results (persona_axis.space_statistics), when computed.
+    statistics: dict | None = None
 
     def default_projection(self) -> np.ndarray:
         return self.pca.project(self.vectors.default_vector[self.pca_layer])
@@ -393,6 +395,8 @@ def summary_dict(ps: PersonaSpace) -> dict:
         "cos_axis_pc1_by_layer": [{"layer": r["layer"], "cos": r["cos_axis_pc1"]} for r in ps.per_layer],
         "per_layer": ps.per_layer,
         "sign_convention": SIGN_CONVENTION,
+        **({"statistics": {"numbers": ps.statistics["numbers"], "settings": ps.statistics["settings"]}}
+           if ps.statistics else {}),
     }
 
 
@@ -453,6 +457,11 @@ def write_outputs(ps: PersonaSpace, output_dir: str | os.PathLike) -> None:
     write_json(out / "summary.json", summary_dict(ps))
     write_csv(out / "summary.csv", SUMMARY_CSV_HEADER, ps.per_layer)
     write_csv(out / "role_projections.csv", ROLE_PROJECTIONS_HEADER, role_projection_rows(ps))
+    null = (ps.statistics or {}).get("null_samples") or {}
+    if null:
+        keys = sorted(null)
+        write_csv(out / "null_samples.csv", ["permutation"] + keys,
+                  [{"permutation": i, **{k: null[k][i] for k in keys}} for i in range(len(null[keys[0]]))])
 
 
 def parse_roles(values: Sequence[str] | None) -> list[str] | None:
@@ -471,6 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-count", type=int, default=50, help="drop roles with fewer kept responses (paper: 50)")
     p.add_argument("--roles", nargs="+", default=None, help="roles to analyse (names or comma lists; default: all captured)")
     p.add_argument("--extremes-k", type=int, default=10, help="roles listed at each end of PC1")
+    p.add_argument("--permutations", type=int, default=0, help="label-shuffle null draws (0 = none; 1000 resolves p < 0.01)")
+    p.add_argument("--bootstrap", type=int, default=0, help="question-bootstrap resamples for 95%% intervals (0 = none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the shuffles and resamples")
+    p.add_argument("--no-resample-prompts", action="store_true", help="resample questions only, not system-prompt slots")
     return p
 
 
@@ -482,9 +495,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.min_count < 1:
         print(f"error: --min-count must be >= 1, got {args.min_count}", file=sys.stderr)
         return 2
+    if args.permutations < 0 or args.bootstrap < 0:
+        print("error: --permutations and --bootstrap must be >= 0", file=sys.stderr)
+        return 2
     settings = FilterSettings(Path(args.scores_dir) if args.scores_dir else None, args.min_score, args.min_count)
     try:
         ps = analyse(args.activations_dir, settings, parse_roles(args.roles), args.layer, args.extremes_k)
+        if args.permutations or args.bootstrap:
+            from persona_axis.space_statistics import StatSettings, persona_space_statistics
+            ps.statistics = persona_space_statistics(ps, StatSettings(args.permutations, args.bootstrap, args.seed,
+                                                                      not args.no_resample_prompts))
         write_outputs(ps, args.output_dir)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
