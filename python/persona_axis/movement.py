@@ -25,7 +25,7 @@ import json
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -180,6 +180,9 @@ class Movement:
     rows: list[dict]
     role_rows: list[dict]
     results: list[CheckpointResult]
+    lineages: dict[str, str] = field(default_factory=dict)
+    #: persona_axis.movement_statistics.MovementStatistics, once add_statistics ran.
+    statistics: object = None
 
 
 def analyse_movement(reference: Reference, checkpoints: Sequence[tuple[str, Path]], scores_dir: str | os.PathLike | None,
@@ -274,13 +277,52 @@ def analyse_movement(reference: Reference, checkpoints: Sequence[tuple[str, Path
                     role_rows=role_rows, results=results)
 
 
+#: Columns that add_statistics fills (own-unit and basis-free numbers; see persona_axis.lineage).
+STAT_COLUMNS = ["own_unit_axis_norm", "own_unit_default_axis", "own_unit_role_shift", "own_default_pc1_position",
+                "pc2_abs_loading_corr_ref", "pc3_abs_loading_corr_ref", "cka_ref", "rsa_ref"]
+#: Raw columns that need the reference's basis (blanked for another lineage), and the previous one's.
+REF_BASIS_COLUMNS = ["axis_norm", "cos_axis_ref", "default_axis_projection", "default_axis_position",
+                     "mean_role_axis_projection", "cos_own_pc1_ref_pc1", "mean_role_shift_axis", "default_shift_axis"]
+PREV_BASIS_COLUMNS = ["mean_role_shift_l2", "mean_role_shift_axis", "default_shift_axis"]
+
+
+def add_statistics(m: Movement, checkpoints: Sequence[tuple[str, Path]], scores_dir, lineages: dict[str, str],
+                   settings) -> None:
+    """Lineage rules, own-unit and basis-free numbers, and (settings.bootstrap > 0) paired intervals."""
+    from persona_axis.movement_statistics import movement_statistics
+    st = movement_statistics(list(checkpoints), m.reference_name, m.reference.roles, filter_settings(m.reference, scores_dir),
+                             m.reference.pca_layer, m.reference.pca.components, lineages, settings)
+    m.lineages, m.statistics = dict(lineages), st
+    names = [r["checkpoint"] for r in m.rows]
+    ref_lineage = lineages[m.reference_name]
+    for i, row in enumerate(m.rows):
+        name = row["checkpoint"]
+        row["lineage"] = lineages[name]
+        row["shared_basis_with_reference"] = lineages[name] == ref_lineage
+        row.update({k: st.values[name][k] for k in STAT_COLUMNS})
+        blank = []
+        if lineages[name] != ref_lineage:
+            blank += REF_BASIS_COLUMNS + [c for c in row if c.startswith("default_pc")]
+            row["cos_axis_ref_by_layer"] = [None] * len(row["cos_axis_ref_by_layer"])
+        if i > 0 and lineages[name] != lineages[names[i - 1]]:
+            blank += PREV_BASIS_COLUMNS
+        for c in blank:
+            row[c] = None
+    for rr in m.role_rows:
+        name = rr["checkpoint"]
+        rr["cos_ref_centred"] = st.role_cos_ref.get(name, {}).get(rr["role"])
+        if lineages[name] != ref_lineage:
+            for c in [c for c in rr if c.startswith("pc") or c in ("axis_projection", "shift_axis", "shift_l2")]:
+                rr[c] = None
+
+
 def movement_csv_header(layers: Sequence[int], k: int) -> list[str]:
-    return (["index", "checkpoint", "is_reference", "model", "revision", "axis_norm", "cos_axis_ref",
+    return (["index", "checkpoint", "is_reference", "lineage", "model", "revision", "axis_norm", "cos_axis_ref",
              "default_axis_projection", "default_axis_position", "mean_role_axis_projection"]
             + [f"default_pc{j + 1}" for j in range(k)]
             + ["own_explained_variance_pc1", "own_explained_variance_pc2", "own_explained_variance_pc3",
                "own_components_for_70", "own_cos_pc1_axis", "cos_own_pc1_ref_pc1", "pc1_loading_corr_ref",
-               "mean_role_shift_l2", "mean_role_shift_axis", "default_shift_axis"]
+               "mean_role_shift_l2", "mean_role_shift_axis", "default_shift_axis"] + STAT_COLUMNS
             + [f"cos_axis_ref_L{layer}" for layer in layers]
             + [f"own_cos_pc1_axis_L{layer}" for layer in layers])
 
@@ -308,10 +350,16 @@ def write_outputs(m: Movement, output_dir: str | os.PathLike) -> None:
                       "and judge scores); min_count is applied only at the reference"),
         "sign_convention": SIGN_CONVENTION,
         "checkpoints": m.rows,
+        "lineages": m.lineages,
+        "refused": m.statistics.refusals if m.statistics is not None else [],
+        "statistics": m.statistics.settings if m.statistics is not None else None,
     })
     write_csv(out / "roles_by_checkpoint.csv",
               ["index", "checkpoint", "role", "kind", "axis_projection"] + [f"pc{j + 1}" for j in range(k)]
-              + ["shift_l2", "shift_axis"], m.role_rows)
+              + ["shift_l2", "shift_axis", "cos_ref_centred"], m.role_rows)
+    if m.statistics is not None:
+        from persona_axis.movement_statistics import write_statistics
+        write_statistics(m.statistics, out)
     vec_dir = out / "vectors"
     vec_dir.mkdir(exist_ok=True)
     for res in m.results:
@@ -329,6 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scores-dir", default=None, help="judge output used by the reference (required if it filtered)")
     p.add_argument("--reference-checkpoint", default=None, help="the checkpoint persona_space ran on (default: the last)")
     p.add_argument("--output-dir", required=True)
+    p.add_argument("--lineage", action="append", default=None, metavar="NAME=LINEAGE",
+                   help="the pretraining run a checkpoint belongs to (default: main); shared-basis numbers are refused "
+                        "across lineages")
+    p.add_argument("--bootstrap", type=int, default=0, help="paired question-bootstrap resamples (0 = none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resamples (the same for every checkpoint)")
+    p.add_argument("--no-resample-prompts", action="store_true", help="resample questions only, not system-prompt slots")
     return p
 
 
@@ -338,13 +392,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         checkpoints = [parse_checkpoint(s) for s in args.checkpoint]
         reference = load_reference(args.reference_dir)
         m = analyse_movement(reference, checkpoints, args.scores_dir, args.reference_checkpoint)
+        from persona_axis.lineage import parse_lineages
+        from persona_axis.space_statistics import StatSettings
+        if args.bootstrap < 0:
+            raise InputError(f"--bootstrap must be >= 0, got {args.bootstrap}")
+        lineages = parse_lineages(args.lineage, [n for n, _ in checkpoints])
+        add_statistics(m, checkpoints, args.scores_dir, lineages,
+                       StatSettings(0, args.bootstrap, args.seed, not args.no_resample_prompts))
         write_outputs(m, args.output_dir)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for msg in m.statistics.refusals:
+        print(f"note: {msg}", file=sys.stderr)
+    f = lambda x: "   n/a" if x is None else f"{x:+.3f}"  # noqa: E731
     for row in m.rows:
-        print(f"{row['checkpoint']:>16}: cos(axis, ref) {row['cos_axis_ref']:+.3f}  default on ref axis "
-              f"{row['default_axis_projection']:+.3f}  PC1 corr {row['pc1_loading_corr_ref']:+.3f}")
+        print(f"{row['checkpoint']:>16}: cos(axis, ref) {f(row['cos_axis_ref'])}  default on ref axis "
+              f"{f(row['default_axis_projection'])}  PC1 corr {f(row['pc1_loading_corr_ref'])}")
     return 0
 
 

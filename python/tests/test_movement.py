@@ -229,7 +229,8 @@ def test_outputs_are_byte_identical_on_rerun(study):
     res = run(PROJECT, *args)
     assert res.returncode == 0, res.stderr
     files = sorted(p.relative_to(root / "mv") for p in (root / "mv").rglob("*") if p.is_file())
-    assert [str(f) for f in files] == ["movement.csv", "movement.json", "roles_by_checkpoint.csv"] + [
+    assert [str(f) for f in files] == ["differences.csv", "intervals.csv", "movement.csv", "movement.json",
+                                       "roles_by_checkpoint.csv"] + [
         f"vectors/{c}.pt" for c in sorted(CHECKPOINTS)]
     for f in files:
         assert (root / "mv" / f).read_bytes() == (root / "mv2" / f).read_bytes(), f
