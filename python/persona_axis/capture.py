@@ -609,14 +609,19 @@ def load_tokenizer(model_name: str, checkpoint: str | None, chat_template_from: 
     return tok
 
 
-def load_model(model_name: str, checkpoint: str | None, dtype: str, device: str, attn_implementation: str = "sdpa"):
+def load_model(model_name: str, checkpoint: str | None, dtype: str, device: str, attn_implementation: str = "sdpa",
+               random_init_seed: int | None = None):
     from transformers import AutoModelForCausalLM
 
     kw: dict[str, Any] = {"dtype": DTYPES[dtype], "attn_implementation": attn_implementation}
     if checkpoint and not _is_local(model_name):
         kw["revision"] = checkpoint
     dev = torch.device(device)
-    if dev.type != "cpu":
+    if random_init_seed is not None:
+        from persona_axis.random_init import random_init_model
+        model = random_init_model(model_name, kw.get("revision"), random_init_seed, DTYPES[dtype],
+                                  attn_implementation).to(dev)
+    elif dev.type != "cpu":
         try:
             model = AutoModelForCausalLM.from_pretrained(model_name, device_map={"": dev}, **kw)
         except (ImportError, ValueError):
@@ -681,6 +686,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "about 10 s of compiling first). Default: on for CUDA devices, off otherwise")
     p.add_argument("--no-compile", dest="compile", action="store_false", help="run the blocks eagerly")
     p.add_argument("--no-progress", action="store_true", help="no progress bar; one log line per role")
+    p.add_argument("--random-init-seed", type=int, default=None,
+                   help="the random-init control: --model-name's config with weights initialised from this seed "
+                        "(no weights downloaded)")
     return p
 
 
@@ -700,7 +708,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   required=required)
         tokenizer = load_tokenizer(a.model_name, a.checkpoint or None, a.chat_template_from)
         torch.backends.cuda.matmul.allow_tf32 = False  # float32 aggregation must stay float32
-        model = load_model(a.model_name, a.checkpoint or None, a.dtype, device)
+        model = load_model(a.model_name, a.checkpoint or None, a.dtype, device, random_init_seed=a.random_init_seed)
         n = num_hidden_layers(model)
         layers = list(range(n)) if a.all_layers else (parse_layers(a.layers) or [n // 2])
         max_length = a.max_length
@@ -712,6 +720,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             compile_blocks(model)
         template = tokenizer.chat_template if isinstance(tokenizer.chat_template, str) else json.dumps(
             tokenizer.chat_template, sort_keys=True)
+        if a.random_init_seed is not None:
+            from persona_axis.random_init import checkpoint_label
+            a.checkpoint = checkpoint_label(a.checkpoint, a.random_init_seed)
         run = RunInfo(model=a.model_name, checkpoint=a.checkpoint, compute_dtype=a.dtype,
                       chat_template_sha256=hashlib.sha256(template.encode("utf-8")).hexdigest(),
                       chat_template_from=a.chat_template_from or "")
