@@ -10,6 +10,11 @@ const Checkpoint = z.object({
       message: "expected hub, tiny-olmo2:<seed>, tiny-gpt-neox:<seed> or perturb:<checkpoint>:<scale>:<seed>",
     })
     .default("hub"),
+  // The random-init control: this checkpoint's config with weights initialised from `seed` (no weights downloaded).
+  init: z.enum(["pretrained", "random"]).default("pretrained"),
+  seed: z.number().int().min(0).default(0),
+  // The pretraining run it belongs to: shared-basis comparisons only within one (stages/lib/checkpoint.ts lineageOf).
+  lineage: z.string().regex(/^[A-Za-z0-9_.-]+$/, "lineage: letters, digits, _ . -").optional(),
 });
 
 export const StudyParams = z
@@ -53,6 +58,12 @@ export const StudyParams = z
       gpus: z.number().int().min(0),
     }),
     persona_space: z.object({ layer: z.number().int().min(0) }),
+    statistics: z.object({
+      permutations: z.number().int().min(0),
+      bootstrap: z.number().int().min(0),
+      seed: z.number().int().min(0),
+      resample_prompts: z.boolean(),
+    }),
     report: z.object({ title: z.string(), track_roles: z.array(z.string()) }),
   })
   .superRefine((p, ctx) => {
@@ -68,6 +79,9 @@ export const StudyParams = z
       if (m && !(m[1] in p.checkpoints)) {
         ctx.addIssue({ code: "custom", path: ["checkpoints", name, "build"], message: `perturbs unknown checkpoint ${m[1]}` });
       }
+    }
+    if (p.checkpoints.final.init === "random") {
+      ctx.addIssue({ code: "custom", path: ["checkpoints", "final", "init"], message: "the reference (final) cannot be the random-init control" });
     }
     if (!p.capture.layers.includes(p.persona_space.layer)) {
       ctx.addIssue({ code: "custom", path: ["persona_space", "layer"], message: `must be one of capture.layers (${p.capture.layers.join(", ")})` });
