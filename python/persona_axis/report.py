@@ -23,6 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from persona_axis import report_statistics  # noqa: E402
 from persona_axis.activation_io import InputError, read_csv  # noqa: E402
 
 plt.rcParams.update({
@@ -261,7 +262,8 @@ def _figure(png: Path, alt: str, caption: str) -> str:
 
 
 def build_html(*, title: str, summary: dict, roles_json: dict, movement: dict, pngs: dict[str, Path],
-               params_text: str | None, params_source: str | None, tracked: Sequence[str]) -> str:
+               params_text: str | None, params_source: str | None, tracked: Sequence[str],
+               statistics_parts: Sequence[str] = ()) -> str:
     pca = summary["pca"]
     flt = summary["filter"]
     filt = ("none (no judge: every response counts)" if flt["filter"] == "none"
@@ -294,12 +296,15 @@ def build_html(*, title: str, summary: dict, roles_json: dict, movement: dict, p
         "<h2>Variance explained</h2>",
         _figure(pngs["variance"], "variance explained by principal components",
                 "Bars: fraction of the role vectors' variance on each component (mean-centred PCA, no scaling). "
-                "Line: cumulative. Dotted: the 70/80/90/95% levels with the number of components needed."),
+                "Line: cumulative. Dotted: the 70/80/90/95% levels with the number of components needed. "
+                "<b>How to read this:</b> a tall first bar means one direction dominates persona space; compare PC1's "
+                "share with its label-shuffle null in the statistics section before calling it structure."),
         "<h2>Persona space at the reference</h2>",
         _figure(pngs["pc1_pc2"], "roles on PC1 and PC2",
                 "Each dot is a role vector (mean activation of its responses that passed the filter), coloured by its "
                 "projection on the Assistant Axis. The star is the default Assistant. Labels: the roles at both ends of PC1. "
-                "PC1 is oriented so that cos(PC1, axis) ≥ 0."),
+                "PC1 is oriented so that cos(PC1, axis) ≥ 0. <b>How to read this:</b> the Assistant-like roles should sit "
+                "near the star at the high-PC1 end; the axis colouring shows how far PC1 and the axis agree."),
         "<h2>PC1 extremes</h2>",
         '<div class="extremes" id="pc1-extremes">',
         _table(["#", "Assistant-like end (high PC1)", "PC1"],
@@ -313,20 +318,26 @@ def build_html(*, title: str, summary: dict, roles_json: dict, movement: dict, p
         _figure(pngs["movement"], "default and selected roles projected on the reference axis by checkpoint",
                 f"Projection of each checkpoint's default vector and role vectors onto the unit reference axis "
                 f"(layer {movement['pca_layer']}). Every checkpoint uses the same {len(movement['roles'])} roles and the same "
-                f"responses (transcripts and judge scores shared). Tracked roles: {_esc(', '.join(tracked))}."),
+                f"responses (transcripts and judge scores shared). Tracked roles: {_esc(', '.join(tracked))}. "
+                "<b>How to read this:</b> raw activation units of one shared basis: valid only within one pretraining run "
+                "(other lineages are left blank), and a global shift of the residual stream moves every line together; "
+                "the own-unit numbers with intervals below separate persona movement from such shifts."),
         _figure(pngs["similarity"], "cosine heatmaps by checkpoint and layer",
                 "Left: cosine of each checkpoint's axis with the reference checkpoint's axis, per layer. Right: cosine of "
-                "each checkpoint's own PC1 with its own axis (PC1 sign-aligned to the axis, so ≥ 0)."),
+                "each checkpoint's own PC1 with its own axis (PC1 sign-aligned to the axis, so ≥ 0). <b>How to read "
+                "this:</b> the right panel is basis-free; read it against the random-init row, the floor given the same texts."),
         "<h2>Movement table</h2>",
         _table(["checkpoint", "cos(axis, ref axis)", "axis norm", "default on ref axis", "default position (0–1)",
                 "mean role on ref axis", "default on ref PC1", "own PC1 var.", "own PCs for 70%", "cos(own PC1, own axis)",
                 "corr(PC1 loadings, ref)", "mean role shift (L2)"],
-               [[_esc(c["checkpoint"]) + (" (ref)" if c["is_reference"] else ""), _fmt(c["cos_axis_ref"]),
+               [[_esc(c["checkpoint"]) + (" (ref)" if c["is_reference"] else "")
+                 + (" (random-init floor)" if report_statistics.is_floor(c) else ""), _fmt(c["cos_axis_ref"]),
                  _fmt(c["axis_norm"], 2), _fmt(c["default_axis_projection"], 2), _fmt(c["default_axis_position"]),
                  _fmt(c["mean_role_axis_projection"], 2), _fmt(c.get("default_pc1"), 2),
                  f"{c['own_explained_variance_pc1'] * 100:.1f}%", _fmt(c["own_components_for_70"]),
                  _fmt(c["own_cos_pc1_axis"]), _fmt(c["pc1_loading_corr_ref"]), _fmt(c["mean_role_shift_l2"], 3)]
                 for c in ck], [False] + [True] * 11),
+        *statistics_parts,
         "<h2>Models and revisions</h2>",
         _table(["#", "checkpoint", "model", "revision", "activations"],
                [[c["index"], _esc(c["checkpoint"]), _esc(c["model"]), _esc(c["revision"]), _esc(c["activations_dir"])] for c in ck],
@@ -389,9 +400,17 @@ def build_report(persona_space_dir: str | os.PathLike, movement_dir: str | os.Pa
     plot_pc1_pc2(summary, projections, pngs["pc1_pc2"])
     plot_axis_movement(movement, by_role, tracked, pngs["movement"])
     plot_axis_similarity(movement, pngs["similarity"])
+    stats, nulls, intervals, diffs = report_statistics.load(ps, mv)
+    if stats:
+        pngs["nulls"] = out / "null_distributions.png"
+        report_statistics.plot_nulls(stats, nulls, pngs["nulls"], _save)
+    if intervals:
+        pngs["intervals"] = out / "checkpoint_intervals.png"
+        report_statistics.plot_intervals(movement, intervals, stats, pngs["intervals"], _save)
+    stat_parts = report_statistics.sections(stats, movement, diffs, _table, _figure, pngs)
     title = title or f"Assistant Axis across checkpoints: {summary['model']}"
     page = build_html(title=title, summary=summary, roles_json=roles_json, movement=movement, pngs=pngs,
-                      params_text=params_text, params_source=params_source, tracked=tracked)
+                      params_text=params_text, params_source=params_source, tracked=tracked, statistics_parts=stat_parts)
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index

@@ -73,12 +73,13 @@ def report(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("report")
     write_study(root)
     run("persona_space.py", "--activations-dir", str(root / "acts" / "final"), "--scores-dir", str(root / "scores"),
-        "--output-dir", str(root / "ps"), "--min-count", "20", "--layer", "12", "--extremes-k", "8")
+        "--output-dir", str(root / "ps"), "--min-count", "20", "--layer", "12", "--extremes-k", "8",
+        "--permutations", "60", "--bootstrap", "40")
     args = []
     for c in CHECKPOINTS:
         args += ["--checkpoint", f"{c}={root / 'acts' / c}"]
     run("project.py", "--reference-dir", str(root / "ps"), "--scores-dir", str(root / "scores"), "--output-dir",
-        str(root / "mv"), *args)
+        str(root / "mv"), "--bootstrap", "40", *args)
     render(root, root / "report")
     return root
 
@@ -97,8 +98,10 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 def test_report_is_self_contained_and_complete(report):
     page = (report / "report" / "index.html").read_text()
     assert not re.search(r"""(src|href)=["'](?!data:)""", page), "the page must not load anything external"
-    assert page.count('<img src="data:image/png;base64,') == 4
-    for name in ("variance_explained.png", "persona_space_pc1_pc2.png", "axis_movement.png", "axis_similarity.png"):
+    assert page.count('<img src="data:image/png;base64,') == 6
+    assert page.count("How to read this") >= 7 and "Paired differences" in page and "label-shuffle" in page
+    for name in ("variance_explained.png", "persona_space_pc1_pc2.png", "axis_movement.png", "axis_similarity.png",
+                 "null_distributions.png", "checkpoint_intervals.png"):
         assert (report / "report" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for text in ("allenai/OLMo-2-1124-7B-Instruct", "stage-base", "stage-final", "min_count: 20",  # params, model, revisions
                  "Dropped roles", "demon", "void", "8 score &gt;= 3 &lt; min_count 20", "step_120"):
@@ -119,8 +122,8 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert dom.returncode == 0, dom.stderr[-2000:]
     body = re.search(r"<body[^>]*>", dom.stdout)
     assert body, dom.stdout[:500]
-    assert 'data-images-total="4"' in body.group(0) and 'data-images-loaded="4"' in body.group(0), body.group(0)
-    assert dom.stdout.count('data-loaded="1"') == 4
+    assert 'data-images-total="6"' in body.group(0) and 'data-images-loaded="6"' in body.group(0), body.group(0)
+    assert dom.stdout.count('data-loaded="1"') == 6
     assert 'id="pc1-extremes"' in dom.stdout and "Assistant-like end (high PC1)" in dom.stdout
     assert dom.stdout.count("<table") >= 5
 
