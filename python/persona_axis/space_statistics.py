@@ -42,15 +42,18 @@ def label_shuffle_null(data: LayerRows, n_perm: int, seed: int) -> dict[str, np.
     n, d = data.rows.shape
     L = len(data.labels)
     counts = data.counts.to(torch.float64)
+    # Each shuffle reads all n x d rows once (memory-bound): on a GPU, when there is one, it is ~100x faster.
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rows, labels = data.rows.to(dev), data.label.to(dev)
     out: dict[str, list[np.ndarray]] = {k: [] for k in HEADLINE_KEYS}
     step = chunk_size(L, d)
     for start in range(0, n_perm, step):
         b = min(step, n_perm - start)
         means = torch.empty(b, L, d, dtype=torch.float64)
         for i in range(b):
-            lab = data.label[torch.randperm(n, generator=g)]
-            sums = torch.zeros(L, d, dtype=torch.float32).index_add_(0, lab, data.rows)
-            means[i] = sums.to(torch.float64) / counts[:, None]
+            lab = labels[torch.randperm(n, generator=g).to(dev)]
+            sums = torch.zeros(L, d, dtype=torch.float32, device=dev).index_add_(0, lab, rows)
+            means[i] = sums.cpu().to(torch.float64) / counts[:, None]
         stats = headline(batched_space(means[:, :-1], means[:, -1], k=1))
         for k in HEADLINE_KEYS:
             out[k].append(stats[k].numpy())
