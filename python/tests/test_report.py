@@ -145,7 +145,7 @@ def test_report_with_a_single_checkpoint(report, tmp_path):
                          str(tmp_path / "mv"), "--checkpoint", f"final={report / 'acts' / 'final'}"]) == 0
     index = build_report(report / "ps", tmp_path / "mv", tmp_path / "r", params_json='{"analysis": {"min_count": 20}}')
     page = index.read_text()
-    assert page.count("data:image/png;base64,") == 4 and "&quot;min_count&quot;: 20" in page
+    assert page.count("data:image/png;base64,") == 6 and "&quot;min_count&quot;: 20" in page
     assert "No params file" not in page
     with pytest.raises(Exception, match="not in the common role set"):
         build_report(report / "ps", tmp_path / "mv", tmp_path / "r2", roles_to_track=["void"])
