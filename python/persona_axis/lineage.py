@@ -15,7 +15,7 @@ from persona_axis.activation_io import InputError
 SHARED_BASIS_REF = (
     "cos_axis_ref", "default_axis_projection", "default_axis_position", "mean_role_axis_projection",
     "default_pc1", "default_pc2", "default_pc3", "default_pc4", "default_pc5", "cos_own_pc1_ref_pc1",
-    "own_unit_default_axis",
+    "abs_cos_own_pc2_ref_pc2", "abs_cos_own_pc3_ref_pc3", "own_unit_default_axis",
 )
 #: Numbers that need the previous checkpoint's basis (and, for the axis shifts, the reference's).
 SHARED_BASIS_PREV = ("mean_role_shift_l2", "mean_role_shift_axis", "default_shift_axis", "own_unit_role_shift")

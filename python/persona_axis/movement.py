@@ -17,6 +17,9 @@ components for 70%, cos(own PC1, own axis) by layer, both oriented by the person
 convention) and the Pearson correlation of its PC1 role projections with the reference's over the
 common roles; the shift of each role since the previous checkpoint (L2 distance in activation space and
 change of the projection on the reference axis).
+
+Lineages, own-unit and basis-free numbers and the paired bootstrap (``--lineage``, ``--bootstrap``):
+:func:`add_statistics`, :mod:`persona_axis.movement_statistics`, docs/statistics.md.
 """
 from __future__ import annotations
 
@@ -279,7 +282,8 @@ def analyse_movement(reference: Reference, checkpoints: Sequence[tuple[str, Path
 
 #: Columns that add_statistics fills (own-unit and basis-free numbers; see persona_axis.lineage).
 STAT_COLUMNS = ["own_unit_axis_norm", "own_unit_default_axis", "own_unit_role_shift", "own_default_pc1_position",
-                "pc2_abs_loading_corr_ref", "pc3_abs_loading_corr_ref", "cka_ref", "rsa_ref"]
+                "abs_cos_own_pc2_ref_pc2", "abs_cos_own_pc3_ref_pc3", "pc2_abs_loading_corr_ref",
+                "pc3_abs_loading_corr_ref", "cka_ref", "rsa_ref"]
 #: Raw columns that need the reference's basis (blanked for another lineage), and the previous one's.
 REF_BASIS_COLUMNS = ["axis_norm", "cos_axis_ref", "default_axis_projection", "default_axis_position",
                      "mean_role_axis_projection", "cos_own_pc1_ref_pc1", "mean_role_shift_axis", "default_shift_axis"]

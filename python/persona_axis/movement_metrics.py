@@ -63,6 +63,7 @@ def checkpoint_metrics(means: torch.Tensor, ref: RefBatch, prev: torch.Tensor | 
     M, m0 = means[:, :-1], means[:, -1]
     u = ref.unit_axis
     s = _spread(sp)
+    own = sp.components(min(3, sp.eigenvalues.shape[1]))
     role_axis = torch.einsum("brd,bd->br", M, u)
     default_axis = (m0 * u).sum(1)
     out = {
@@ -71,6 +72,9 @@ def checkpoint_metrics(means: torch.Tensor, ref: RefBatch, prev: torch.Tensor | 
         "default_axis_position": relative_position(default_axis, role_axis),
         "mean_role_axis_projection": role_axis.mean(1),
         "cos_own_pc1_ref_pc1": _cos(sp.components(1)[:, 0], ref.components[:, 0]),
+        **{f"abs_cos_own_pc{j + 1}_ref_pc{j + 1}": (_cos(own[:, j], ref.components[:, j]).abs()
+                                                     if j < min(own.shape[1], ref.components.shape[1])
+                                                     else torch.full_like(s, float("nan"))) for j in (1, 2)},
         "own_unit_default_axis": (sp.axis * u).sum(1) / s,
         "own_unit_axis_norm": sp.axis.norm(dim=1) / s,
         "own_cos_pc1_axis": torch.einsum("brd,bd->br", sp.centred, sp.axis).mul(sp.eigenvectors[:, :, 0]).sum(1)

@@ -91,6 +91,7 @@ def test_intervals_bracket_values_and_reference_is_exact(study):
     ref = {r["metric"]: r for r in iv if r["checkpoint"] == "final"}
     assert float(ref["cos_axis_ref"]["value"]) == pytest.approx(1.0, abs=1e-9)
     assert float(ref["cka_ref"]["ci_low"]) == pytest.approx(1.0, abs=1e-6)
+    assert float(ref["abs_cos_own_pc2_ref_pc2"]["value"]) == pytest.approx(1.0, abs=1e-9)
     for r in iv:
         if r["ci_low"] and r["metric"] in ("own_cos_pc1_axis", "own_unit_axis_norm", "pc1_loading_corr_ref"):
             assert float(r["ci_low"]) <= float(r["ci_high"])
@@ -102,7 +103,8 @@ def test_cross_lineage_shared_basis_is_refused_basis_free_kept(study):
     rows = by_ckpt(root)
     other = rows["other"]
     assert other["lineage"] == "run-b" and rows["final"]["lineage"] == "main"
-    for k in ("cos_axis_ref", "default_axis_projection", "default_pc1", "cos_own_pc1_ref_pc1", "own_unit_default_axis"):
+    for k in ("cos_axis_ref", "default_axis_projection", "default_pc1", "cos_own_pc1_ref_pc1", "own_unit_default_axis",
+              "abs_cos_own_pc2_ref_pc2"):
         assert other[k] == "", k
     # a rotation is invisible to basis-free numbers: same geometry as the reference
     assert float(other["cka_ref"]) == pytest.approx(1.0, abs=1e-5)
