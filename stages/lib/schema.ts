@@ -50,6 +50,8 @@ export const StudyParams = z
       api_key_env: z.string(),
       local_model: z.string(),
       concurrency: z.number().int().positive(),
+      parser: z.enum(["paper", "strict"]),
+      temperature: z.number().min(0),
       filter: z.boolean(),
       min_score: z.number().int().min(0).max(3),
       min_count: z.number().int().min(1),
