@@ -12,7 +12,8 @@ await stageMain(async () => {
   const args = [
     ...modelArgs(p, name, modelDir),
     "--transcript-dir", transcripts, "--role-data-dir", p.roles_dir, "--output-dir", outDir,
-    "--layers", ...c.layers.map(String), "--aggregation", c.aggregation, "--dtype", c.dtype,
+    ...(c.layers === "all" ? ["--all-layers"] : ["--layers", ...c.layers.map(String)]),
+    "--aggregation", c.aggregation, "--dtype", c.dtype, "--storage-dtype", c.storage_dtype,
     "--max-batch-tokens", c.max_batch_tokens, "--chat-template-from", templateSource(p, finalDir),
   ];
   if (p.roles.length) args.push("--roles", ...p.roles);

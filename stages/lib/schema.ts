@@ -57,9 +57,12 @@ export const StudyParams = z
       min_count: z.number().int().min(1),
     }),
     capture: z.object({
-      layers: z.array(z.number().int().min(0)).min(1),
+      layers: z.union([z.literal("all"), z.array(z.number().int().min(0)).min(1)], {
+        error: "expected `all` or a non-empty list of decoder block indices",
+      }),
       aggregation: z.enum(["mean", "last", "none"]),
       dtype: z.enum(["bfloat16", "float16", "float32"]),
+      storage_dtype: z.enum(["bfloat16", "float16", "float32"]),
       max_batch_tokens: z.number().int().positive(),
       gpus: z.number().int().min(0),
     }),
@@ -90,7 +93,7 @@ export const StudyParams = z
         ctx.addIssue({ code: "custom", path: [key], message: `paper_data.source is off, so nothing is fetched into ${fetched}: point ${key} at the project's data/ or turn paper_data on` });
       }
     }
-    if (!p.capture.layers.includes(p.persona_space.layer)) {
+    if (p.capture.layers !== "all" && !p.capture.layers.includes(p.persona_space.layer)) {
       ctx.addIssue({ code: "custom", path: ["persona_space", "layer"], message: `must be one of capture.layers (${p.capture.layers.join(", ")})` });
     }
   });
