@@ -128,6 +128,7 @@ class PromptVerifier:
             return
         role_file = self.dir / f"{role}.json"
         if not role_file.exists():
+            print(f"capture: {role}: no {role_file.name} in {self.dir}: its prompts are not checked", file=sys.stderr)
             return
         try:
             rd = load_role(role_file)
