@@ -35,10 +35,12 @@ import { formatReason, stageIdentity, stageReasons } from "./plan.ts";
 import { computeStatus } from "./status.ts";
 import { Scheduler, checkGpuNeeds, type SchedStage } from "./scheduler.ts";
 import { PipelineError, explainExit } from "./errors.ts";
-import { newJournal, readJournals, removeJournal, writeJournal, type Journal, type JournalOut } from "./journal.ts";
+import { readJournals, removeJournal, writeJournal, type Journal } from "./journal.ts";
+import { recover } from "./recovery.ts";
+import { crashPoint, deleteBackups, prepareOuts, rollback } from "./staging.ts";
 import { safeName, tailLines, type Terminal } from "./output.ts";
 import type { Provenance } from "./provenance.ts";
-import type { Executor, JobResult, JobSpec, LockEntry, PathHash, Reason, Stage, StageStatus } from "./types.ts";
+import type { Executor, JobResult, JobSpec, LockEntry, Reason, Stage, StageStatus } from "./types.ts";
 
 export type StageOutcome = "ok" | "current" | "failed" | "interrupted";
 
@@ -103,73 +105,6 @@ export class Runner {
     this.o.terminal.info(msg);
   }
 
-  // ---------------------------------------------------------------- recovery
-
-  /** Finish or undo what a killed runner left (journals). Call with the mutex held. */
-  async recover(): Promise<void> {
-    const journals = readJournals(this.ctx, (file, why) => this.say(`warning: ignoring unreadable journal ${file}: ${why}`));
-    for (const j of journals) {
-      const who = `pid ${j.pid} on ${j.host}, started ${j.startedAt}`;
-      if (j.phase === "interrupted") {
-        this.interrupted.add(j.stage);
-        continue;
-      }
-      if (j.phase === "promote" && j.entry) {
-        // (a stage since removed from pipeline.yaml gets no lock entry)
-        if (this.o.graph.stages.has(j.stage)) await this.updateLock(j.stage, j.entry);
-        this.deleteBackups(j);
-        removeJournal(this.ctx, j.stage);
-        this.say(`recovered ${j.stage}: its run (${who}) had succeeded; recorded it in the lock`);
-        continue;
-      }
-      // prepare / running
-      if (j.jobId) {
-        const ex = await this.o.executor(j.executor).catch(() => null);
-        let active = false;
-        if (ex?.isActive) {
-          try {
-            active = await ex.isActive(j.jobId);
-          } catch (e) {
-            // rolling back under a job that still writes its outs would be worse than stopping here
-            throw new PipelineError(
-              `cannot tell whether job ${j.jobId} of the interrupted stage ${j.stage} still runs: ${(e as Error).message}\n` +
-                `retry when the ${j.executor} executor answers again (nothing was changed)`,
-              1,
-            );
-          }
-        }
-        // A scheduler job that finished while no runner watched is attached to as well: attach returns
-        // its recorded result at once, so 12 hours of capture are recorded, not resubmitted.
-        const scheduled = j.executor !== "local";
-        if ((active || scheduled) && ex?.attach && this.o.graph.stages.has(j.stage)) {
-          this.attach.set(j.stage, { journal: j });
-          this.interrupted.add(j.stage);
-          this.say(`${j.stage}: job ${j.jobId} of an interrupted run (${who}) is ${active ? "still active" : "finished"}; will re-attach to it`);
-          continue;
-        }
-        if (active && ex) {
-          if (ex instanceof Object && "kill" in ex && typeof (ex as { kill: unknown }).kill === "function") {
-            this.say(`${j.stage}: stopping process group ${j.jobId} left running by an interrupted run (${who})`);
-            await (ex as unknown as { kill(id: string): Promise<void> }).kill(j.jobId);
-          }
-        }
-      }
-      this.rollback(j);
-      const persist = j.outs.some((x) => x.persist);
-      if (persist) {
-        j.phase = "interrupted";
-        writeJournal(this.ctx, j);
-        this.interrupted.add(j.stage);
-      } else {
-        removeJournal(this.ctx, j.stage);
-      }
-      this.say(
-        `recovered ${j.stage}: its run (${who}) was interrupted; restored its last good outputs` +
-          (persist ? ` (persist outs kept for resuming: ${j.outs.filter((x) => x.persist).map((x) => x.path).join(", ")})` : ""),
-      );
-    }
-  }
-
   // ---------------------------------------------------------------- planning
 
   /** Status of the selection now (after recovery). */
@@ -206,6 +141,19 @@ export class Runner {
       };
     });
     return nodes;
+  }
+
+  /** Finish or undo what a killed runner left (journals; see recovery.ts). Call with the mutex held. */
+  async recover(): Promise<void> {
+    const r = await recover({
+      ctx: this.ctx,
+      graph: this.o.graph,
+      executor: (n) => this.o.executor(n),
+      updateLock: (n, e) => this.updateLock(n, e),
+      say: (m) => this.say(m),
+    });
+    for (const s of r.interrupted) this.interrupted.add(s);
+    for (const [k, v] of r.attach) this.attach.set(k, v);
   }
 
   // ---------------------------------------------------------------- the loop
@@ -282,7 +230,9 @@ export class Runner {
         attachJobId = attach.journal.jobId;
       } else {
         if (attach) await this.cancelAttach(name, attach, await this.o.executor(attach.journal.executor));
-        journal = this.prepare(stage, identity, execName, gpus);
+        const p = prepareOuts({ ctx: this.ctx, say: (m) => this.say(m) }, stage, identity, execName, gpus);
+        journal = p.journal;
+        if (p.wasInterrupted) this.interrupted.add(name);
       }
 
       const logDir = path.join(this.ctx.profileStateDir, "logs");
@@ -381,7 +331,7 @@ export class Runner {
       crashPoint("promote", name);
       await this.updateLock(name, entry);
       crashPoint("locked", name);
-      this.deleteBackups(j);
+      deleteBackups(j);
       removeJournal(this.ctx, name);
       this.interrupted.delete(name);
       record("ok");
@@ -403,86 +353,9 @@ export class Runner {
     }
   }
 
-  /** Steps 2 and 3: persist outs checked against identities, other outs moved to backups. */
-  private prepare(stage: Stage, identity: string, execName: string, gpus: string[]): Journal {
-    const root = this.ctx.root;
-    const prev = readJournals(this.ctx).find((x) => x.stage === stage.name) ?? null;
-    const j = newJournal(stage.name, identity, execName, gpus);
-    const backupRoot = path.join(this.ctx.profileStateDir, "backup", safeName(stage.name));
-    fs.rmSync(backupRoot, { recursive: true, force: true }); // leftovers of a finished attempt
-    for (const o of stage.outs) {
-      const abs = path.join(root, o.path);
-      const existed = exists(abs);
-      const jo: JournalOut = { path: o.path, persist: o.persist, existed };
-      if (o.persist && existed) {
-        const keep = prev ? prev.identity === identity : this.lockIdentity(stage) === identity;
-        if (!keep) {
-          const where = this.moveStale(stage.name, o.path);
-          this.say(
-            `${stage.name}: moved persist out ${o.path} to ${path.relative(root, where)}: it comes from a run with another cmd, deps, params or env` +
-              (prev ? " (an interrupted attempt)" : ""),
-          );
-          jo.existed = false;
-        } else {
-          this.say(`${stage.name}: keeping persist out ${o.path} to resume (same cmd, deps, params and env)`);
-        }
-      } else if (!o.persist && existed) {
-        jo.backup = path.join(backupRoot, o.path);
-      }
-      j.outs.push(jo);
-    }
-    writeJournal(this.ctx, j); // planned backups are journaled before any rename
-    crashPoint("prepare", stage.name);
-    for (const jo of j.outs) {
-      if (!jo.backup) continue;
-      const abs = path.join(root, jo.path);
-      fs.mkdirSync(path.dirname(jo.backup), { recursive: true });
-      try {
-        fs.renameSync(abs, jo.backup);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "EXDEV") throw e;
-        // the out lives on another file system (e.g. a symlinked scratch dir): back up next to it
-        jo.backup = path.join(path.dirname(abs), `.${path.basename(abs)}.pipeline-backup`);
-        fs.rmSync(jo.backup, { recursive: true, force: true });
-        writeJournal(this.ctx, j);
-        fs.renameSync(abs, jo.backup);
-      }
-    }
-    crashPoint("backup", stage.name);
-    for (const o of stage.outs) fs.mkdirSync(path.dirname(path.join(root, o.path)), { recursive: true });
-    if (prev && prev.phase === "interrupted") this.interrupted.add(stage.name);
-    return j;
-  }
-
-  /** Identity of the lock entry of a stage (what its recorded outs were produced with), or null. */
-  private lockIdentity(stage: Stage): string | null {
-    const entry = readLock(this.ctx.lockFile).stages[stage.name];
-    if (!entry) return null;
-    const pseudo: Stage = { ...stage, cmd: entry.cmd, params: entry.params, env: entry.env, deps: entry.deps.map((d) => d.path) };
-    return stageIdentity(pseudo, new Map<string, PathHash | null>(entry.deps.map((d) => [d.path, d])));
-  }
-
-  private moveStale(stage: string, out: string): string {
-    const base = path.join(this.ctx.stateDir, "stale", safeName(stage));
-    fs.mkdirSync(base, { recursive: true });
-    const n = Math.max(0, ...fs.readdirSync(base).map((x) => Number(x)).filter((x) => Number.isInteger(x))) + 1;
-    const dest = path.join(base, String(n), out);
-    fs.mkdirSync(path.dirname(dest), { recursive: true });
-    const abs = path.join(this.ctx.root, out);
-    try {
-      fs.renameSync(abs, dest);
-      return dest;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EXDEV") throw e;
-      const sib = `${abs}.stale-${n}`;
-      fs.renameSync(abs, sib);
-      return sib;
-    }
-  }
-
   /** After a failure/interruption: roll back outs; keep a journal only for persist outs. */
   private undo(j: Journal): void {
-    this.rollback(j);
+    rollback(this.ctx, j);
     if (j.outs.some((x) => x.persist)) {
       j.phase = "interrupted";
       delete j.entry;
@@ -491,25 +364,6 @@ export class Runner {
     } else {
       removeJournal(this.ctx, j.stage);
     }
-  }
-
-  /** Remove what the attempt wrote to non-persist outs and put the last good versions back (idempotent). */
-  private rollback(j: Journal): void {
-    for (const o of j.outs) {
-      if (o.persist) continue;
-      const abs = path.join(this.ctx.root, o.path);
-      if (o.backup && exists(o.backup)) {
-        fs.rmSync(abs, { recursive: true, force: true });
-        fs.mkdirSync(path.dirname(abs), { recursive: true });
-        fs.renameSync(o.backup, abs);
-      } else if (!o.existed) {
-        fs.rmSync(abs, { recursive: true, force: true });
-      }
-    }
-  }
-
-  private deleteBackups(j: Journal): void {
-    for (const o of j.outs) if (o.backup) fs.rmSync(o.backup, { recursive: true, force: true });
   }
 
   /** A scheduler job of an interrupted attempt with another identity: cancel it and roll back. */
@@ -523,7 +377,7 @@ export class Runner {
     } catch {
       /* cancelled */
     }
-    this.rollback(a.journal);
+    rollback(this.ctx, a.journal);
     this.attach.delete(name);
   }
 
@@ -554,24 +408,6 @@ export class Runner {
         (persist.length ? ` (persist outs ${persist.join(", ")} stay as the command left them, to resume)` : ""),
     );
     this.say(lines.join("\n"));
-  }
-}
-
-/**
- * Fault injection for tests of crash safety: `PIPELINE_CRASH_AT=<point>:<stage>` makes the runner
- * SIGKILL itself at that point of that stage's attempt (points: prepare, backup, promote, locked).
- */
-function crashPoint(point: string, stage: string): void {
-  const v = process.env.PIPELINE_CRASH_AT;
-  if (v && v === `${point}:${stage}`) process.kill(process.pid, "SIGKILL");
-}
-
-function exists(p: string): boolean {
-  try {
-    fs.lstatSync(p);
-    return true;
-  } catch {
-    return false;
   }
 }
 

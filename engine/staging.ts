@@ -1,0 +1,138 @@
+/**
+ * Staging of a stage's outs around an attempt (steps 2, 3 and 6 of runner.ts): persist outs kept
+ * or moved to `.pipeline/stale/`, other outs moved to backups before the command runs, and put
+ * back (rollback) or deleted (after promotion) afterwards. Every planned move is journaled first.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import type { ProjectContext } from "./context.ts";
+import { newJournal, readJournals, writeJournal, type Journal, type JournalOut } from "./journal.ts";
+import { readLock } from "./lock.ts";
+import { safeName } from "./output.ts";
+import { stageIdentity } from "./plan.ts";
+import type { PathHash, Stage } from "./types.ts";
+
+export interface StagingDeps {
+  ctx: ProjectContext;
+  say(msg: string): void;
+}
+
+export interface Prepared {
+  journal: Journal;
+  /** The stage had an interrupted attempt (persist outs) before this one. */
+  wasInterrupted: boolean;
+}
+
+/** Steps 2 and 3: persist outs checked against identities, other outs moved to backups. */
+export function prepareOuts(d: StagingDeps, stage: Stage, identity: string, execName: string, gpus: string[]): Prepared {
+  const ctx = d.ctx;
+  const root = ctx.root;
+  const prev = readJournals(ctx).find((x) => x.stage === stage.name) ?? null;
+  const j = newJournal(stage.name, identity, execName, gpus);
+  const backupRoot = path.join(ctx.profileStateDir, "backup", safeName(stage.name));
+  fs.rmSync(backupRoot, { recursive: true, force: true }); // leftovers of a finished attempt
+  for (const o of stage.outs) {
+    const abs = path.join(root, o.path);
+    const existed = exists(abs);
+    const jo: JournalOut = { path: o.path, persist: o.persist, existed };
+    if (o.persist && existed) {
+      const keep = prev ? prev.identity === identity : lockIdentity(ctx, stage) === identity;
+      if (!keep) {
+        const where = moveStale(ctx, stage.name, o.path);
+        d.say(
+          `${stage.name}: moved persist out ${o.path} to ${path.relative(root, where)}: it comes from a run with another cmd, deps, params or env` +
+            (prev ? " (an interrupted attempt)" : ""),
+        );
+        jo.existed = false;
+      } else {
+        d.say(`${stage.name}: keeping persist out ${o.path} to resume (same cmd, deps, params and env)`);
+      }
+    } else if (!o.persist && existed) {
+      jo.backup = path.join(backupRoot, o.path);
+    }
+    j.outs.push(jo);
+  }
+  writeJournal(ctx, j); // planned backups are journaled before any rename
+  crashPoint("prepare", stage.name);
+  for (const jo of j.outs) {
+    if (!jo.backup) continue;
+    const abs = path.join(root, jo.path);
+    fs.mkdirSync(path.dirname(jo.backup), { recursive: true });
+    try {
+      fs.renameSync(abs, jo.backup);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EXDEV") throw e;
+      // the out lives on another file system (e.g. a symlinked scratch dir): back up next to it
+      jo.backup = path.join(path.dirname(abs), `.${path.basename(abs)}.pipeline-backup`);
+      fs.rmSync(jo.backup, { recursive: true, force: true });
+      writeJournal(ctx, j);
+      fs.renameSync(abs, jo.backup);
+    }
+  }
+  crashPoint("backup", stage.name);
+  for (const o of stage.outs) fs.mkdirSync(path.dirname(path.join(root, o.path)), { recursive: true });
+  return { journal: j, wasInterrupted: !!prev && prev.phase === "interrupted" };
+}
+
+/** Identity of the lock entry of a stage (what its recorded outs were produced with), or null. */
+export function lockIdentity(ctx: ProjectContext, stage: Stage): string | null {
+  const entry = readLock(ctx.lockFile).stages[stage.name];
+  if (!entry) return null;
+  const pseudo: Stage = { ...stage, cmd: entry.cmd, params: entry.params, env: entry.env, deps: entry.deps.map((d) => d.path) };
+  return stageIdentity(pseudo, new Map<string, PathHash | null>(entry.deps.map((d) => [d.path, d])));
+}
+
+export function moveStale(ctx: ProjectContext, stage: string, out: string): string {
+  const base = path.join(ctx.stateDir, "stale", safeName(stage));
+  fs.mkdirSync(base, { recursive: true });
+  const n = Math.max(0, ...fs.readdirSync(base).map((x) => Number(x)).filter((x) => Number.isInteger(x))) + 1;
+  const dest = path.join(base, String(n), out);
+  fs.mkdirSync(path.dirname(dest), { recursive: true });
+  const abs = path.join(ctx.root, out);
+  try {
+    fs.renameSync(abs, dest);
+    return dest;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EXDEV") throw e;
+    const sib = `${abs}.stale-${n}`;
+    fs.renameSync(abs, sib);
+    return sib;
+  }
+}
+
+/** Remove what the attempt wrote to non-persist outs and put the last good versions back (idempotent). */
+export function rollback(ctx: ProjectContext, j: Journal): void {
+  for (const o of j.outs) {
+    if (o.persist) continue;
+    const abs = path.join(ctx.root, o.path);
+    if (o.backup && exists(o.backup)) {
+      fs.rmSync(abs, { recursive: true, force: true });
+      fs.mkdirSync(path.dirname(abs), { recursive: true });
+      fs.renameSync(o.backup, abs);
+    } else if (!o.existed) {
+      fs.rmSync(abs, { recursive: true, force: true });
+    }
+  }
+}
+
+export function deleteBackups(j: Journal): void {
+  for (const o of j.outs) if (o.backup) fs.rmSync(o.backup, { recursive: true, force: true });
+}
+
+/**
+ * Fault injection for tests of crash safety: `PIPELINE_CRASH_AT=<point>:<stage>` makes the runner
+ * SIGKILL itself at that point of that stage's attempt (points: prepare, backup, promote, locked).
+ */
+export function crashPoint(point: string, stage: string): void {
+  const v = process.env.PIPELINE_CRASH_AT;
+  if (v && v === `${point}:${stage}`) process.kill(process.pid, "SIGKILL");
+}
+
+export function exists(p: string): boolean {
+  try {
+    fs.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
