@@ -96,28 +96,47 @@ export function newJournal(stage: string, identity: string, executor: string, gp
   };
 }
 
-/** Every journal of this project+profile (unreadable ones are reported through `onBad`). */
-export function readJournals(ctx: ProjectContext, onBad?: (file: string, why: string) => void): Journal[] {
+/** A journal file that cannot be read: its stage is known only by the file name (safeName). */
+export interface BadJournal {
+  file: string;
+  /** safeName() of the stage (the file name without .json). */
+  safe: string;
+  why: string;
+}
+
+/** Every journal of this project+profile, and the unreadable ones. */
+export function scanJournals(ctx: ProjectContext): { journals: Journal[]; bad: BadJournal[] } {
   const dir = journalDir(ctx);
   let names: string[];
   try {
     names = fs.readdirSync(dir);
   } catch {
-    return [];
+    return { journals: [], bad: [] };
   }
-  const out: Journal[] = [];
+  const journals: Journal[] = [];
+  const bad: BadJournal[] = [];
   for (const n of names.sort()) {
     if (!n.endsWith(".json")) continue;
     const file = path.join(dir, n);
     try {
       const j = JSON.parse(fs.readFileSync(file, "utf8")) as Journal;
-      if (j.version !== 1 || typeof j.stage !== "string" || !Array.isArray(j.outs)) throw new Error("not a journal of this version");
-      out.push(j);
+      if (j === null || typeof j !== "object" || j.version !== 1 || typeof j.stage !== "string" || !Array.isArray(j.outs) || typeof j.identity !== "string") {
+        throw new Error("not a journal of this version");
+      }
+      if (safeName(j.stage) !== n.slice(0, -5)) throw new Error(`it names stage ${j.stage}, not the one of its file name`);
+      journals.push(j);
     } catch (e) {
-      onBad?.(file, (e as Error).message);
+      bad.push({ file, safe: n.slice(0, -5), why: (e as Error).message });
     }
   }
-  return out;
+  return { journals, bad };
+}
+
+/** Every readable journal of this project+profile (unreadable ones are reported through `onBad`). */
+export function readJournals(ctx: ProjectContext, onBad?: (file: string, why: string) => void): Journal[] {
+  const { journals, bad } = scanJournals(ctx);
+  for (const b of bad) onBad?.(b.file, b.why);
+  return journals;
 }
 
 export function readJournal(ctx: ProjectContext, stage: string): Journal | null {
@@ -125,9 +144,16 @@ export function readJournal(ctx: ProjectContext, stage: string): Journal | null 
 }
 
 /**
- * Stages whose last attempt did not complete (a journal exists): `status` must not call them
- * current, and `repro` reruns (or resumes) them.
+ * Stages whose last attempt did not complete (a journal exists, readable or not): `status` must
+ * not call them current, and `repro` reruns (or resumes) them. `stages`: the pipeline's stage
+ * names, to map an unreadable journal (known by its file name) to its stage.
  */
-export async function listInterrupted(ctx: ProjectContext): Promise<Set<string>> {
-  return new Set(readJournals(ctx).map((j) => j.stage));
+export async function listInterrupted(ctx: ProjectContext, stages: Iterable<string> = []): Promise<Set<string>> {
+  const { journals, bad } = scanJournals(ctx);
+  const out = new Set(journals.map((j) => j.stage));
+  if (bad.length) {
+    const badSafe = new Set(bad.map((b) => b.safe));
+    for (const s of stages) if (badSafe.has(safeName(s))) out.add(s);
+  }
+  return out;
 }

@@ -37,6 +37,7 @@ import { Scheduler, checkGpuNeeds, type SchedStage } from "./scheduler.ts";
 import { PipelineError, explainExit } from "./errors.ts";
 import { readJournals, removeJournal, writeJournal, type Journal } from "./journal.ts";
 import { recover } from "./recovery.ts";
+import { removeRunning, writeRunning } from "./running.ts";
 import { crashPoint, deleteBackups, prepareOuts, rollback } from "./staging.ts";
 import { safeName, tailLines, type Terminal } from "./output.ts";
 import type { Provenance } from "./provenance.ts";
@@ -257,6 +258,7 @@ export class Runner {
         logFile,
         identity,
         onSubmitted: (id) => {
+          writeRunning(this.ctx, name, execName, id); // first: found even if the journal is lost
           j.jobId = id;
           writeJournal(this.ctx, j);
         },
@@ -283,6 +285,7 @@ export class Runner {
         const now = new Date().toISOString();
         res = { exitCode: null, signal: null, startedAt: new Date(t0).toISOString(), endedAt: now, message: `the ${execName} executor failed: ${(e as Error).message}` };
       }
+      removeRunning(this.ctx, name);
       this.o.terminal.stageEnded(name);
       const record = (outcome: "ok" | "failed", message?: string) =>
         this.o.provenance.addStage({
@@ -331,7 +334,7 @@ export class Runner {
       crashPoint("promote", name);
       await this.updateLock(name, entry);
       crashPoint("locked", name);
-      deleteBackups(j);
+      deleteBackups(this.ctx, j);
       removeJournal(this.ctx, name);
       this.interrupted.delete(name);
       record("ok");

@@ -29,8 +29,8 @@ export function prepareOuts(d: StagingDeps, stage: Stage, identity: string, exec
   const root = ctx.root;
   const prev = readJournals(ctx).find((x) => x.stage === stage.name) ?? null;
   const j = newJournal(stage.name, identity, execName, gpus);
-  const backupRoot = path.join(ctx.profileStateDir, "backup", safeName(stage.name));
-  fs.rmSync(backupRoot, { recursive: true, force: true }); // leftovers of a finished attempt
+  const backupRoot = backupDir(ctx, stage.name);
+  setAsideLeftovers(d, stage.name, backupRoot);
   for (const o of stage.outs) {
     const abs = path.join(root, o.path);
     const existed = exists(abs);
@@ -74,6 +74,38 @@ export function prepareOuts(d: StagingDeps, stage: Stage, identity: string, exec
   return { journal: j, wasInterrupted: !!prev && prev.phase === "interrupted" };
 }
 
+export function backupDir(ctx: ProjectContext, stage: string): string {
+  return path.join(ctx.profileStateDir, "backup", safeName(stage));
+}
+
+/**
+ * A backup folder should be empty when an attempt starts (recovery put back or deleted every
+ * backup its journal accounted for). Files still there are accounted for by nothing: never
+ * delete them; move them to `.pipeline/stale/<stage>/<n>/` and say so. Empty folders are removed.
+ */
+function setAsideLeftovers(d: StagingDeps, stage: string, backupRoot: string): void {
+  if (!exists(backupRoot)) return;
+  if (!hasFiles(backupRoot)) {
+    fs.rmSync(backupRoot, { recursive: true, force: true });
+    return;
+  }
+  const base = path.join(d.ctx.stateDir, "stale", safeName(stage));
+  fs.mkdirSync(base, { recursive: true });
+  const n = Math.max(0, ...fs.readdirSync(base).map((x) => Number(x)).filter((x) => Number.isInteger(x))) + 1;
+  const dest = path.join(base, String(n), "backup");
+  fs.mkdirSync(path.dirname(dest), { recursive: true });
+  fs.renameSync(backupRoot, dest);
+  d.say(`warning: ${stage}: moved earlier backups that no journal accounts for to ${path.relative(d.ctx.root, dest)} (check them; nothing was deleted)`);
+}
+
+function hasFiles(dir: string): boolean {
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    if (!e.isDirectory()) return true;
+    if (hasFiles(path.join(dir, e.name))) return true;
+  }
+  return false;
+}
+
 /** Identity of the lock entry of a stage (what its recorded outs were produced with), or null. */
 export function lockIdentity(ctx: ProjectContext, stage: Stage): string | null {
   const entry = readLock(ctx.lockFile).stages[stage.name];
@@ -113,10 +145,22 @@ export function rollback(ctx: ProjectContext, j: Journal): void {
       fs.rmSync(abs, { recursive: true, force: true });
     }
   }
+  removeEmptyDirs(backupDir(ctx, j.stage));
 }
 
-export function deleteBackups(j: Journal): void {
+/** After promotion: the backups are no longer needed (their emptied folders go too). */
+export function deleteBackups(ctx: ProjectContext, j: Journal): void {
   for (const o of j.outs) if (o.backup) fs.rmSync(o.backup, { recursive: true, force: true });
+  removeEmptyDirs(backupDir(ctx, j.stage));
+}
+
+/** Remove a directory tree that holds no files (a folder with files anywhere below stays). */
+export function removeEmptyDirs(dir: string): void {
+  try {
+    if (!hasFiles(dir)) fs.rmSync(dir, { recursive: true, force: true });
+  } catch {
+    /* missing */
+  }
 }
 
 /**

@@ -119,7 +119,7 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
 
   const hasher = new Hasher(ctx);
   if (opts.dry) {
-    const statuses = await computeStatus(project, graph, selected, { force: false, forceTargets, interrupted: await listInterrupted(ctx), hasher });
+    const statuses = await computeStatus(project, graph, selected, { force: false, forceTargets, interrupted: await listInterrupted(ctx, graph.stages.keys()), hasher });
     const runner = new Runner({
       project, graph, selected, force: false, forceTargets, keepGoing: !!opts.keepGoing, jobs,
       executorName, executor, hasher, terminal: term, provenance: new Provenance(ctx), signal: new AbortController().signal,

@@ -47,7 +47,7 @@ export async function status(ctx: ProjectContext, targets: string[], opts: { jso
   const graph = buildGraph(project.stages, (p) => fs.existsSync(path.join(ctx.root, p)));
   const selected = selectStages(graph, targets, {});
   // Stages whose last attempt did not finish (the runner's journal) are never "current".
-  const interrupted = await listInterrupted(ctx);
+  const interrupted = await listInterrupted(ctx, graph.stages.keys());
   const statuses = await computeStatus(project, graph, selected, { interrupted });
   process.stdout.write(opts.json ? JSON.stringify(statusJson(statuses), null, 2) + "\n" : formatStatus(statuses));
   return statuses.some((s) => s.reasons.length > 0) ? 1 : 0;

@@ -73,7 +73,7 @@ describe("kill -9 of the runner", () => {
     expect(read(dir, "o.txt")).toBe("v2\n");
     expect(read(dir, "n.txt")).toBe("v2\n");
     expect(fs.readdirSync(path.join(dir, ".pipeline/journal"))).toEqual([]);
-    expect(fs.readdirSync(path.join(dir, ".pipeline/backup/slow"))).toEqual([]);
+    expect(fs.existsSync(path.join(dir, ".pipeline/backup/slow"))).toBe(false); // no empty backup folder left
     const st2 = await inproc(dir, ["status"]);
     expect(st2.code, st2.out).toBe(0);
     expect(read(dir, "pipeline.lock")).not.toBe(lock1);
