@@ -344,12 +344,24 @@ function readCacheFile(file: string): Map<string, CacheEntry> {
     const j = JSON.parse(raw) as { version?: number; entries?: Record<string, string[]> };
     if (j.version !== CACHE_VERSION || !j.entries) return m; // another format: start afresh (it is only a cache)
     for (const [k, v] of Object.entries(j.entries)) {
-      if (Array.isArray(v) && v.length === 5) m.set(k, { size: v[0]!, ino: v[1]!, mtimeNs: v[2]!, ctimeNs: v[3]!, hash: v[4]! });
+      if (validEntry(v)) m.set(k, { size: v[0], ino: v[1], mtimeNs: v[2], ctimeNs: v[3], hash: v[4] });
+      // anything else (a bad digit, a hash that is not sha256 hex) is a miss: the file is hashed again
     }
   } catch {
     // A corrupt cache (e.g. a crash mid-write on a file system without atomic rename) is ignored.
   }
   return m;
+}
+
+/** A cache entry whose every value has the expected form: four decimal integers and a sha256 hex digest. */
+function validEntry(v: unknown): v is [string, string, string, string, string] {
+  return (
+    Array.isArray(v) &&
+    v.length === 5 &&
+    v.slice(0, 4).every((x) => typeof x === "string" && /^[0-9]{1,25}$/.test(x)) &&
+    typeof v[4] === "string" &&
+    /^[0-9a-f]{64}$/.test(v[4])
+  );
 }
 
 /** Write via a temp file in the same directory + rename, so readers never see half a file. */
