@@ -59,22 +59,45 @@ export function journalFile(ctx: ProjectContext, stage: string): string {
   return path.join(journalDir(ctx), `${safeName(stage)}.json`);
 }
 
-/** Atomic + durable small-file write (temp, fsync, rename). */
-export function writeFileAtomicSync(file: string, data: string): void {
+/**
+ * Atomic + durable small-file write (temp, fsync, rename). `durable: false` skips the fsync (for
+ * records that matter only while this machine runs). The temp file never outlives a failure.
+ */
+export function writeFileAtomicSync(file: string, data: string, opts: { durable?: boolean } = {}): void {
   fs.mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString("hex")}`;
-  const fd = fs.openSync(tmp, "w");
   try {
-    fs.writeSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
+    const fd = fs.openSync(tmp, "w");
+    try {
+      fs.writeSync(fd, data);
+      if (opts.durable !== false) fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw e;
   }
-  fs.renameSync(tmp, file);
 }
 
-export function writeJournal(ctx: ProjectContext, j: Journal): void {
-  writeFileAtomicSync(journalFile(ctx, j.stage), JSON.stringify(j, null, 2) + "\n");
+/** The journal of one stage, or null when there is none (or it cannot be read: recovery dealt with those). */
+export function readJournalFile(ctx: ProjectContext, stage: string): Journal | null {
+  try {
+    const j = JSON.parse(fs.readFileSync(journalFile(ctx, stage), "utf8")) as Journal;
+    return j && j.version === 1 && j.stage === stage && Array.isArray(j.outs) ? j : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * `durable: false` (no fsync) where a power loss costs nothing the journal protects: no last good
+ * output moved yet, or a local job that dies with the machine. A kill -9 of the runner loses no
+ * page-cache write either way; a torn journal after a power loss is restored from the backups.
+ */
+export function writeJournal(ctx: ProjectContext, j: Journal, opts: { durable?: boolean } = {}): void {
+  writeFileAtomicSync(journalFile(ctx, j.stage), JSON.stringify(j, null, 2) + "\n", opts);
 }
 
 export function removeJournal(ctx: ProjectContext, stage: string): void {

@@ -30,12 +30,13 @@ import path from "node:path";
 import type { Project } from "./config.ts";
 import type { Graph } from "./graph.ts";
 import type { Hasher } from "./hashing.ts";
-import { readLock, writeLock, lockEntry } from "./lock.ts";
+import { lockEntry } from "./lock.ts";
+import { LockStore } from "./lock-store.ts";
 import { formatReason, stageIdentity, stageReasons } from "./plan.ts";
 import { computeStatus } from "./status.ts";
 import { Scheduler, checkGpuNeeds, type SchedStage } from "./scheduler.ts";
 import { PipelineError, explainExit } from "./errors.ts";
-import { readJournals, removeJournal, writeJournal, type Journal } from "./journal.ts";
+import { readJournalFile, removeJournal, writeJournal, type Journal } from "./journal.ts";
 import { recover } from "./recovery.ts";
 import { removeRunning, writeRunning } from "./running.ts";
 import { crashPoint, deleteBackups, prepareOuts, rollback } from "./staging.ts";
@@ -86,7 +87,11 @@ export class Runner {
   private readonly ctx;
   private readonly interrupted = new Set<string>();
   private readonly attach = new Map<string, AttachPlan>();
-  private lockQueue: Promise<void> = Promise.resolve();
+  private readonly lock: LockStore;
+  /** Stages promoted in memory whose journal goes once the lock write that holds them is done. */
+  private readonly finishing = new Set<Promise<void>>();
+  /** The first failed write of pipeline.lock (its stages stay journaled: the next repro records them). */
+  private lockError: Error | null = null;
   private readonly summary: RunSummary = {
     ran: [],
     current: [],
@@ -100,6 +105,7 @@ export class Runner {
 
   constructor(private readonly o: RunnerOptions) {
     this.ctx = o.project.ctx;
+    this.lock = new LockStore(this.ctx.lockFile);
   }
 
   private say(msg: string): void {
@@ -185,7 +191,15 @@ export class Runner {
       pump();
     });
     this.o.signal.removeEventListener("abort", onAbort);
-    await this.lockQueue;
+    await this.lock.flush();
+    await Promise.all([...this.finishing]);
+    if (this.lockError) {
+      throw new PipelineError(
+        `could not write ${path.basename(this.ctx.lockFile)}: ${describeFsError(this.lockError)}; ` +
+          `the stages that ran (${this.summary.ran.join(", ")}) stay journaled with their outputs, and the next repro records them once it can write`,
+        1,
+      );
+    }
     for (const [name, st] of sched.states()) {
       if (st === "blocked" && !this.o.signal.aborted) this.summary.blocked.push(name);
       else if (st === "blocked" || st === "cancelled" || st === "pending") this.summary.notStarted.push(name);
@@ -208,7 +222,7 @@ export class Runner {
       if (!attach && planned.length > 0 && planned.every((r) => r.kind === "upstream")) {
         // re-plan: it ran only because upstream stages ran; they may have reproduced exactly what it used
         const outs = await this.o.hasher.hashPaths(stage.outs.map((x) => x.path));
-        const entry = readLock(this.ctx.lockFile).stages[name];
+        const entry = this.lock.entry(name);
         const own = stageReasons(stage, entry, deps, outs, (h) => this.o.hasher.manifestSync(h));
         if (own.length === 0) {
           this.say(`${name}: current after all (its upstream stages reproduced the same outputs); skipped`);
@@ -231,7 +245,7 @@ export class Runner {
         attachJobId = attach.journal.jobId;
       } else {
         if (attach) await this.cancelAttach(name, attach, await this.o.executor(attach.journal.executor));
-        const p = prepareOuts({ ctx: this.ctx, say: (m) => this.say(m) }, stage, identity, execName, gpus);
+        const p = prepareOuts({ ctx: this.ctx, say: (m) => this.say(m), lockEntry: (n) => this.lock.entry(n) }, stage, identity, execName, gpus);
         journal = p.journal;
         if (p.wasInterrupted) this.interrupted.add(name);
       }
@@ -260,12 +274,12 @@ export class Runner {
         onSubmitted: (id) => {
           writeRunning(this.ctx, name, execName, id); // first: found even if the journal is lost
           j.jobId = id;
-          writeJournal(this.ctx, j);
+          writeJournal(this.ctx, j, { durable: execName !== "local" }); // a scheduler's job outlives this machine
         },
       };
       j.phase = "running";
       j.gpus = gpus;
-      writeJournal(this.ctx, j);
+      writeJournal(this.ctx, j, { durable: false });
 
       const shown = reasons.slice(0, 3).map(formatReason).join("; ") + (reasons.length > 3 ? `; and ${reasons.length - 3} more (see repro --dry)` : "");
       const why = attachJobId ? `re-attaching to job ${attachJobId}` : shown;
@@ -332,10 +346,19 @@ export class Runner {
       j.entry = entry;
       writeJournal(this.ctx, j);
       crashPoint("promote", name);
-      await this.updateLock(name, entry);
-      crashPoint("locked", name);
-      deleteBackups(this.ctx, j);
-      removeJournal(this.ctx, name);
+      // in memory now (downstream stages go on); the journal goes once a lock write holds the entry
+      const done = this.lock.set(name, entry).then(
+        () => {
+          crashPoint("locked", name);
+          deleteBackups(this.ctx, j);
+          removeJournal(this.ctx, name);
+        },
+        (e: Error) => {
+          this.lockError ??= e;
+        },
+      );
+      this.finishing.add(done);
+      void done.finally(() => this.finishing.delete(done));
       this.interrupted.delete(name);
       record("ok");
       const secs = ((Date.now() - t0) / 1000).toFixed(1);
@@ -343,7 +366,7 @@ export class Runner {
       return "ok";
     } catch (e) {
       // prepare() may have failed half-way: its journal is on disk already
-      journal ??= readJournals(this.ctx).find((x) => x.stage === name && x.pid === process.pid && x.phase === "prepare") ?? null;
+      journal ??= ((x) => (x && x.pid === process.pid && x.phase === "prepare" ? x : null))(readJournalFile(this.ctx, name));
       if (journal) {
         try {
           this.undo(journal);
@@ -384,15 +407,9 @@ export class Runner {
     this.attach.delete(name);
   }
 
-  /** Read-modify-write of this stage's lock entry, serialized within the process. */
+  /** Record a stage's lock entry (recovery: roll forward); resolves once written. */
   private updateLock(name: string, entry: LockEntry): Promise<void> {
-    const next = this.lockQueue.then(async () => {
-      const lock = readLock(this.ctx.lockFile);
-      lock.stages[name] = entry;
-      await writeLock(this.ctx.lockFile, lock);
-    });
-    this.lockQueue = next.catch(() => {});
-    return next;
+    return this.lock.set(name, entry);
   }
 
   private fail(name: string, what: string, logFile?: string): void {
@@ -418,6 +435,12 @@ export class Runner {
 export function displayPath(abs: string): string {
   const rel = path.relative(process.cwd(), abs);
   return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : abs;
+}
+
+/** "no space left on device" rather than "ENOSPC: no space left on device, open '/x/y.tmp-1-ab'". */
+export function describeFsError(e: Error): string {
+  const m = /^(E[A-Z]+): ([^,]+)/.exec(e.message);
+  return m ? m[2]! : e.message;
 }
 
 export function formatKb(kb: number): string {

@@ -25,7 +25,7 @@ export function runningDir(ctx: ProjectContext): string {
 
 export function writeRunning(ctx: ProjectContext, stage: string, executor: string, jobId: string): void {
   const r: RunningJob = { stage, executor, jobId, pid: process.pid, host: os.hostname() };
-  writeFileAtomicSync(path.join(runningDir(ctx), `${safeName(stage)}.json`), JSON.stringify(r) + "\n");
+  writeFileAtomicSync(path.join(runningDir(ctx), `${safeName(stage)}.json`), JSON.stringify(r) + "\n", { durable: false });
 }
 
 export function removeRunning(ctx: ProjectContext, stage: string): void {

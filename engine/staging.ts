@@ -6,15 +6,16 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { ProjectContext } from "./context.ts";
-import { newJournal, readJournals, writeJournal, type Journal, type JournalOut } from "./journal.ts";
-import { readLock } from "./lock.ts";
+import { newJournal, readJournalFile, writeJournal, type Journal, type JournalOut } from "./journal.ts";
 import { safeName } from "./output.ts";
 import { stageIdentity } from "./plan.ts";
-import type { PathHash, Stage } from "./types.ts";
+import type { LockEntry, PathHash, Stage } from "./types.ts";
 
 export interface StagingDeps {
   ctx: ProjectContext;
   say(msg: string): void;
+  /** The stage's entry in pipeline.lock (what its recorded outs were produced with). */
+  lockEntry(stage: string): LockEntry | undefined;
 }
 
 export interface Prepared {
@@ -27,7 +28,7 @@ export interface Prepared {
 export function prepareOuts(d: StagingDeps, stage: Stage, identity: string, execName: string, gpus: string[]): Prepared {
   const ctx = d.ctx;
   const root = ctx.root;
-  const prev = readJournals(ctx).find((x) => x.stage === stage.name) ?? null;
+  const prev = readJournalFile(ctx, stage.name);
   const j = newJournal(stage.name, identity, execName, gpus);
   const backupRoot = backupDir(ctx, stage.name);
   setAsideLeftovers(d, stage.name, backupRoot);
@@ -36,7 +37,7 @@ export function prepareOuts(d: StagingDeps, stage: Stage, identity: string, exec
     const existed = exists(abs);
     const jo: JournalOut = { path: o.path, persist: o.persist, existed };
     if (o.persist && existed) {
-      const keep = prev ? prev.identity === identity : lockIdentity(ctx, stage) === identity;
+      const keep = prev ? prev.identity === identity : lockIdentity(d.lockEntry(stage.name), stage) === identity;
       if (!keep) {
         const where = moveStale(ctx, stage.name, o.path);
         d.say(
@@ -52,7 +53,7 @@ export function prepareOuts(d: StagingDeps, stage: Stage, identity: string, exec
     }
     j.outs.push(jo);
   }
-  writeJournal(ctx, j); // planned backups are journaled before any rename
+  writeJournal(ctx, j, { durable: j.outs.some((x) => x.backup) }); // planned backups are journaled before any rename
   crashPoint("prepare", stage.name);
   for (const jo of j.outs) {
     if (!jo.backup) continue;
@@ -107,8 +108,7 @@ function hasFiles(dir: string): boolean {
 }
 
 /** Identity of the lock entry of a stage (what its recorded outs were produced with), or null. */
-export function lockIdentity(ctx: ProjectContext, stage: Stage): string | null {
-  const entry = readLock(ctx.lockFile).stages[stage.name];
+export function lockIdentity(entry: LockEntry | undefined, stage: Stage): string | null {
   if (!entry) return null;
   const pseudo: Stage = { ...stage, cmd: entry.cmd, params: entry.params, env: entry.env, deps: entry.deps.map((d) => d.path) };
   return stageIdentity(pseudo, new Map<string, PathHash | null>(entry.deps.map((d) => [d.path, d])));
