@@ -50,11 +50,24 @@ export function holderIsDead(h: MutexHolder): boolean {
   return false;
 }
 
+/** The holder a mutex file names, or null when it is missing, being written, or holds anything else. */
 function readHolder(file: string): MutexHolder | null {
   try {
-    return JSON.parse(fs.readFileSync(file, "utf8")) as MutexHolder;
+    const h = JSON.parse(fs.readFileSync(file, "utf8")) as MutexHolder;
+    const ok = h !== null && typeof h === "object" && typeof h.host === "string" && Number.isInteger(h.pid) && h.pid > 0 && typeof h.token === "string";
+    return ok ? h : null;
   } catch {
     return null;
+  }
+}
+
+/** The start of a file's content, for messages. */
+function snippet(file: string): string {
+  try {
+    const t = fs.readFileSync(file, "utf8").replace(/\s+/g, " ").trim();
+    return t ? JSON.stringify(t.length > 60 ? t.slice(0, 60) + "..." : t) : "empty";
+  } catch {
+    return "unreadable";
   }
 }
 
@@ -101,8 +114,11 @@ export class ReproMutex {
         const again = readHolder(file);
         if (again === null && fs.existsSync(file)) {
           const age = Date.now() - fs.statSync(file).mtimeMs;
-          if (age > 5000 && takeOver(file, null)) {
-            opts.say?.(`removed an unreadable repro mutex ${file}`);
+          if (age > 5000) {
+            const what = snippet(file);
+            if (takeOver(file, null)) {
+              opts.say?.(`warning: the repro mutex ${file} held unexpected content (${what}), not a holder; removed it (a repro killed while writing it, or an edit by hand)`);
+            }
           }
         }
         continue;

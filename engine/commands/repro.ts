@@ -13,6 +13,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { ProjectContext } from "../context.ts";
 import { loadProject } from "../config.ts";
+import { pipelineLocator } from "../locate.ts";
 import { buildGraph, selectStages, type Graph } from "../graph.ts";
 import { Hasher } from "../hashing.ts";
 import { formatReason } from "../plan.ts";
@@ -105,7 +106,7 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
 
   const term = new Terminal();
   const project = await loadProject(ctx);
-  const graph = buildGraph(project.stages, (rel) => fs.existsSync(path.join(ctx.root, rel)));
+  const graph = buildGraph(project.stages, (rel) => fs.existsSync(path.join(ctx.root, rel)), pipelineLocator(ctx));
   const selected = selectStages(graph, targets, { downstream: opts.downstream });
   const forceTargets = opts.force ? (targets.length ? targetStages(graph, targets) : new Set(selected)) : new Set<string>();
   // the flag / CUDA_VISIBLE_DEVICES are checked now; nvidia-smi only if a stage that runs needs GPUs

@@ -6,6 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { ProjectContext } from "../context.ts";
 import { loadProject } from "../config.ts";
+import { pipelineLocator } from "../locate.ts";
 import { buildGraph, selectStages } from "../graph.ts";
 import { listInterrupted } from "../journal.ts";
 import { formatReason } from "../plan.ts";
@@ -44,7 +45,7 @@ export function formatStatus(statuses: StageStatus[]): string {
 
 export async function status(ctx: ProjectContext, targets: string[], opts: { json?: boolean }): Promise<number> {
   const project = await loadProject(ctx);
-  const graph = buildGraph(project.stages, (p) => fs.existsSync(path.join(ctx.root, p)));
+  const graph = buildGraph(project.stages, (p) => fs.existsSync(path.join(ctx.root, p)), pipelineLocator(ctx));
   const selected = selectStages(graph, targets, {});
   // Stages whose last attempt did not finish (the runner's journal) are never "current".
   const interrupted = await listInterrupted(ctx, graph.stages.keys());
