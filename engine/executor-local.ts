@@ -138,13 +138,26 @@ export class LocalExecutor implements Executor {
   async run(job: JobSpec, io: ExecutorIO): Promise<JobResult> {
     const startedAt = new Date().toISOString();
     const log = new LogWriter(job.logFile);
+    // a log that cannot be written (full disk, read-only file system) stops the stage: its output
+    // would be lost, and the runner must not die of it (issue 14)
+    const logStop = new AbortController();
+    let logFailure: string | null = null;
+    log.onError = (e) => {
+      logFailure = `${e.code === "ENOSPC" ? "no space left on device" : e.code === "EROFS" ? "read-only file system" : e.message} while writing ${job.logFile}`;
+      logStop.abort();
+    };
+    const cmdIo: ExecutorIO = { ...io, signal: AbortSignal.any([io.signal, logStop.signal]) };
     let peak: number | undefined;
     try {
       for (const cmd of job.stage.cmd) {
         if (io.signal.aborted) return { exitCode: null, signal: "SIGTERM", startedAt, endedAt: new Date().toISOString(), peakRssKb: peak, message: "aborted before it started" };
         log.line(`$ ${cmd}`);
-        const r = await this.runOne(cmd, job, io, log);
+        const r = await this.runOne(cmd, job, cmdIo, log);
         if (r.peak !== undefined) peak = Math.max(peak ?? 0, r.peak);
+        if (r.submitError !== undefined) throw r.submitError;
+        if (logFailure) {
+          return { exitCode: r.code, signal: r.signal ?? "SIGTERM", startedAt, endedAt: new Date().toISOString(), peakRssKb: peak, message: `stopped: ${logFailure}` };
+        }
         if (r.code !== 0 || r.signal) {
           const message = `${r.signal ? `signal ${r.signal}` : `exit code ${r.code}`}: ${explainExit(r.code, r.signal)}` + (job.stage.cmd.length > 1 ? ` (in: ${cmd})` : "");
           log.line(`# ${message}`);
@@ -157,7 +170,7 @@ export class LocalExecutor implements Executor {
     }
   }
 
-  private runOne(cmd: string, job: JobSpec, io: ExecutorIO, log: LogWriter): Promise<{ code: number | null; signal: string | null; peak?: number }> {
+  private runOne(cmd: string, job: JobSpec, io: ExecutorIO, log: LogWriter): Promise<{ code: number | null; signal: string | null; peak?: number; submitError?: unknown }> {
     return new Promise((resolve) => {
       const env = { ...job.env };
       if (env.PYTHONUNBUFFERED === undefined) env.PYTHONUNBUFFERED = "1";
@@ -170,10 +183,21 @@ export class LocalExecutor implements Executor {
         return;
       }
       const pgid = child.pid!;
+      let submitError: unknown;
       if (pgid) {
         live.add(pgid);
         // lets a runner restarted after a crash find (and stop) this process group
-        job.onSubmitted?.(localJobId(pgid));
+        try {
+          job.onSubmitted?.(localJobId(pgid));
+        } catch (e) {
+          // unrecorded (a full disk): a group no runner could find again must not run on
+          submitError = e;
+          try {
+            process.kill(-pgid, "SIGKILL");
+          } catch {
+            /* gone */
+          }
+        }
       }
       const splitter = new LineSplitter();
       const emit = (evs: { text: string; progress: boolean }[]) => {
@@ -231,7 +255,7 @@ export class LocalExecutor implements Executor {
         }
         if (killTimer) clearTimeout(killTimer);
         live.delete(pgid);
-        resolve({ ...exit, peak });
+        resolve({ ...exit, peak, submitError });
       };
       child.on("error", (e) => {
         log.line(`# could not start bash: ${e.message}`);

@@ -147,7 +147,19 @@ export class Hasher {
       entries[k] = [e.size, e.ino, e.mtimeNs, e.ctimeNs, e.hash];
     }
     const body = JSON.stringify({ version: CACHE_VERSION, algorithm: "sha256", fields: ["size", "ino", "mtimeNs", "ctimeNs", "hash"], entries });
-    await atomicWrite(this.cacheFile, body);
+    try {
+      await atomicWrite(this.cacheFile, body);
+    } catch (e) {
+      // only a cache: a full or read-only disk must not fail `status` (the next run hashes again)
+      const err = e as NodeJS.ErrnoException;
+      if (typeof err.code !== "string") throw e;
+      const why = err.code === "EROFS" ? "read-only file system" : err.code === "ENOSPC" ? "no space left on device" : err.message;
+      try {
+        process.stderr.write(`warning: could not save the stat cache ${path.relative(process.cwd(), this.cacheFile) || this.cacheFile} (${why}); answered without saving it\n`);
+      } catch {
+        /* stderr gone */
+      }
+    }
     this.changed.clear();
   }
 
@@ -291,7 +303,12 @@ export class Hasher {
   private async storeManifest(hash: string, json: string): Promise<void> {
     const file = this.manifestPath(hash);
     if (fs.existsSync(file)) return;
-    await atomicWrite(file, json);
+    try {
+      await atomicWrite(file, json);
+    } catch (e) {
+      // kept only to say which file of a directory changed: a full or read-only disk just loses that detail
+      if (typeof (e as NodeJS.ErrnoException).code !== "string") throw e;
+    }
   }
 }
 

@@ -77,6 +77,7 @@ export function writeFileAtomicSync(file: string, data: string, opts: { durable?
     fs.renameSync(tmp, file);
   } catch (e) {
     fs.rmSync(tmp, { force: true });
+    (e as NodeJS.ErrnoException).path ??= file; // writeSync's errors name no file
     throw e;
   }
 }

@@ -53,12 +53,31 @@ export function holderIsDead(h: MutexHolder): boolean {
 /** The holder a mutex file names, or null when it is missing, being written, or holds anything else. */
 function readHolder(file: string): MutexHolder | null {
   try {
+    if (fs.lstatSync(file).isSymbolicLink()) return fromLink(fs.readlinkSync(file), fs.lstatSync(file).mtime);
     const h = JSON.parse(fs.readFileSync(file, "utf8")) as MutexHolder;
     const ok = h !== null && typeof h === "object" && typeof h.host === "string" && Number.isInteger(h.pid) && h.pid > 0 && typeof h.token === "string";
     return ok ? h : null;
   } catch {
     return null;
   }
+}
+
+/**
+ * With zero free bytes (a full disk) a file with content cannot be written, but a short symlink
+ * (its target kept in the inode: tmpfs, ext4, xfs) still can: the holder is then encoded in the
+ * target, so a repro can take the mutex and recover on a full disk.
+ */
+const LINK_PREFIX = "pipeline-mutex:1:";
+
+function toLink(h: MutexHolder): string {
+  return `${LINK_PREFIX}${h.pid}:${h.procStart ?? ""}:${h.token}:${h.host}`;
+}
+
+function fromLink(target: string, mtime: Date): MutexHolder | null {
+  if (!target.startsWith(LINK_PREFIX)) return null;
+  const m = /^(\d+):(\d*):([0-9a-f]+):(.+)$/.exec(target.slice(LINK_PREFIX.length));
+  if (!m) return null;
+  return { pid: Number(m[1]), procStart: m[2] || undefined, token: m[3]!, host: m[4]!, startedAt: mtime.toISOString(), command: "" };
 }
 
 /** The start of a file's content, for messages. */
@@ -95,7 +114,18 @@ export class ReproMutex {
 
   static async acquire(ctx: ProjectContext, opts: AcquireOptions = {}): Promise<ReproMutex> {
     const file = mutexFile(ctx);
-    fs.mkdirSync(path.dirname(file), { recursive: true });
+    try {
+      fs.mkdirSync(path.dirname(file), { recursive: true });
+      fs.accessSync(path.dirname(file), fs.constants.W_OK);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== "EROFS" && code !== "EACCES" && code !== "EPERM") throw e;
+      throw new PipelineError(
+        `cannot take the repro mutex in ${path.dirname(file)}: ${code === "EROFS" ? "read-only file system" : "permission denied"}; ` +
+          `repro writes outputs and the lock there (status works read-only)`,
+        2,
+      );
+    }
     const me: MutexHolder = {
       host: os.hostname(),
       pid: process.pid,
@@ -112,8 +142,9 @@ export class ReproMutex {
         // being written right now, or garbage: give a writer a moment, then treat garbage as stale
         await sleep(50);
         const again = readHolder(file);
-        if (again === null && fs.existsSync(file)) {
-          const age = Date.now() - fs.statSync(file).mtimeMs;
+        const st = lstatOrNull(file);
+        if (again === null && st) {
+          const age = Date.now() - st.mtimeMs;
           if (age > 5000) {
             const what = snippet(file);
             if (takeOver(file, null)) {
@@ -158,7 +189,20 @@ export class ReproMutex {
 function tryCreate(file: string, me: MutexHolder): boolean {
   // write to a temp file first and hard-link it into place: the mutex appears complete or not at all
   const tmp = `${file}.${me.pid}.${me.token}.tmp`;
-  fs.writeFileSync(tmp, JSON.stringify(me, null, 2) + "\n");
+  try {
+    fs.writeFileSync(tmp, JSON.stringify(me, null, 2) + "\n");
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== "ENOSPC" && code !== "EDQUOT") throw e;
+    try {
+      fs.symlinkSync(toLink(me), file); // fails with EEXIST like O_EXCL
+      return true;
+    } catch (e2) {
+      if ((e2 as NodeJS.ErrnoException).code === "EEXIST") return false;
+      throw e2;
+    }
+  }
   try {
     fs.linkSync(tmp, file); // fails with EEXIST like O_EXCL
     return true;
@@ -199,13 +243,21 @@ function takeOver(file: string, dead: MutexHolder | null): boolean {
   }
   try {
     const now = readHolder(file);
-    const same = dead === null ? now === null && fs.existsSync(file) : now !== null && now.token === dead.token && now.pid === dead.pid;
+    const same = dead === null ? now === null && lstatOrNull(file) !== null : now !== null && now.token === dead.token && now.pid === dead.pid;
     if (!same) return false;
     fs.rmSync(file, { force: true });
     return true;
   } finally {
     fs.closeSync(fd);
     fs.rmSync(guard, { force: true });
+  }
+}
+
+function lstatOrNull(file: string): fs.Stats | null {
+  try {
+    return fs.lstatSync(file);
+  } catch {
+    return null;
   }
 }
 

@@ -245,6 +245,8 @@ export class Runner {
         attachJobId = attach.journal.jobId;
       } else {
         if (attach) await this.cancelAttach(name, attach, await this.o.executor(attach.journal.executor));
+        // the previous log is about to be replaced: free its space first (it may be what filled the disk)
+        fs.rmSync(path.join(this.ctx.profileStateDir, "logs", `${safeName(name)}.log`), { force: true });
         const p = prepareOuts({ ctx: this.ctx, say: (m) => this.say(m), lockEntry: (n) => this.lock.entry(n) }, stage, identity, execName, gpus);
         journal = p.journal;
         if (p.wasInterrupted) this.interrupted.add(name);
@@ -297,7 +299,7 @@ export class Runner {
         res = attachJobId ? await executor.attach!(attachJobId, job, io) : await executor.run(job, io);
       } catch (e) {
         const now = new Date().toISOString();
-        res = { exitCode: null, signal: null, startedAt: new Date(t0).toISOString(), endedAt: now, message: `the ${execName} executor failed: ${(e as Error).message}` };
+        res = { exitCode: null, signal: null, startedAt: new Date(t0).toISOString(), endedAt: now, message: fsErrorText(e) ?? `the ${execName} executor failed: ${(e as Error).message}` };
       }
       removeRunning(this.ctx, name);
       this.o.terminal.stageEnded(name);
@@ -329,7 +331,7 @@ export class Runner {
         const meaning = res.message ?? `${code}: ${explainExit(res.exitCode, res.signal)}`;
         this.undo(j);
         record("failed", meaning);
-        this.fail(name, meaning.startsWith(code) ? meaning : `${code}: ${meaning}`, logFile);
+        this.fail(name, meaning.startsWith(code) || (res.exitCode === null && !res.signal) ? meaning : `${code}: ${meaning}`, logFile);
         return "failed";
       }
       const outs = await this.o.hasher.hashPaths(stage.outs.map((x) => x.path));
@@ -374,7 +376,8 @@ export class Runner {
           this.say(`warning: could not roll back ${name}: ${(e2 as Error).message} (the next repro retries from the journal)`);
         }
       }
-      this.fail(name, e instanceof PipelineError ? e.message : `internal error: ${(e as Error).stack ?? e}`);
+      const fsErr = fsErrorText(e);
+      this.fail(name, e instanceof PipelineError ? e.message : fsErr ?? `internal error: ${(e as Error).stack ?? e}`);
       return "failed";
     }
   }
@@ -441,6 +444,14 @@ export function displayPath(abs: string): string {
 export function describeFsError(e: Error): string {
   const m = /^(E[A-Z]+): ([^,]+)/.exec(e.message);
   return m ? m[2]! : e.message;
+}
+
+/** "no space left on device while writing .pipeline/journal/a.json" for a file-system error, else null. */
+export function fsErrorText(e: unknown): string | null {
+  const err = e as NodeJS.ErrnoException;
+  if (!err || typeof err.code !== "string" || !/^E[A-Z]+$/.test(err.code) || !err.syscall) return null;
+  const file = err.path ? displayPath(err.path.replace(/\.tmp-\d+-[0-9a-f]+$/, "")) : "";
+  return `${describeFsError(err)}${file ? ` while writing ${file}` : ""} (free space or fix the file system, then rerun: the last good outputs were kept)`;
 }
 
 export function formatKb(kb: number): string {
