@@ -8,6 +8,9 @@
 import { Command, CommanderError, Option } from "commander";
 import { resolveContext, type ProjectContext } from "./engine/context.ts";
 import { reportError } from "./engine/errors.ts";
+import { relayIfUnderTsx } from "./engine/launcher.ts";
+
+await relayIfUnderTsx(); // under the tsx CLI: the runner runs one process down (see launcher.ts)
 
 const program = new Command("run.ts")
   .description("Reproducible pipeline runner: pipeline.yaml + params.yaml -> pipeline.lock")

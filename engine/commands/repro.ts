@@ -21,6 +21,7 @@ import { computeStatus } from "../status.ts";
 import { InputError, PipelineError } from "../errors.ts";
 import { resolveGpuPool } from "../gpus.ts";
 import { listInterrupted } from "../journal.ts";
+import { watchLaunchers } from "../launcher.ts";
 import { ReproMutex } from "../mutex.ts";
 import { Terminal } from "../output.ts";
 import { Provenance } from "../provenance.ts";
@@ -134,7 +135,11 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
   const ac = new AbortController();
   let mutex: ReproMutex | null = null;
   let signals = 0;
+  let firstSignalAt = 0;
   const onSignal = (sig: NodeJS.Signals) => {
+    // one Ctrl-C can arrive twice (from the terminal's process group and relayed by a launcher)
+    if (signals > 0 && Date.now() - firstSignalAt < 1000) return;
+    if (signals === 0) firstSignalAt = Date.now();
     signals++;
     if (signals === 1) {
       term.info(`\n${sig}: stopping running stages (again to kill them at once)...`);
@@ -150,6 +155,13 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
   process.on("SIGTERM", onSignal);
   process.on("SIGHUP", onSignal);
   process.on("exit", releaseOnExit);
+  // npx, tsx and an npm script's shell may die of a signal without passing it on (launcher.ts)
+  const stopWatch = watchLaunchers((what) => {
+    if (signals > 0) return;
+    signals++;
+    term.info(`\nthe launcher ${what} ended: stopping running stages...`);
+    ac.abort();
+  });
   try {
     mutex = await ReproMutex.acquire(ctx, {
       wait: opts.wait,
@@ -177,6 +189,7 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
     if (ac.signal.aborted && !(e instanceof InputError)) throw new PipelineError(`interrupted: ${(e as Error).message}`, 130);
     throw e;
   } finally {
+    stopWatch();
     term.close();
     mutex?.release();
     process.off("SIGINT", onSignal);
