@@ -101,6 +101,44 @@ function groupAlive(pgid: number): boolean {
   return false;
 }
 
+/** Live (not zombie) processes of a process group. */
+function groupPids(pgid: number): number[] {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync("/proc");
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const e of entries) {
+    if (e.charCodeAt(0) < 48 || e.charCodeAt(0) > 57) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${e}/stat`, "latin1");
+      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(rest[2]) === pgid && rest[0] !== "Z" && rest[0] !== "X") out.push(Number(e));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+/** SIGTERM to a process group, SIGKILL after the grace period if anything of it still runs. */
+async function stopGroup(pgid: number): Promise<void> {
+  try {
+    process.kill(-pgid, "SIGTERM");
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + killGrace();
+  while (Date.now() < deadline && groupAlive(pgid)) await new Promise((r) => setTimeout(r, 50));
+  try {
+    process.kill(-pgid, "SIGKILL");
+  } catch {
+    /* gone */
+  }
+}
+
 export class LocalExecutor implements Executor {
   readonly name = "local";
 
@@ -265,6 +303,23 @@ export class LocalExecutor implements Executor {
       });
       child.on("exit", (code, signal) => {
         sample();
+        if (!io.signal.aborted) {
+          // what is left of the group was started in the background by the command: it could write
+          // into outs after they were hashed, so it is stopped (and the runner says so)
+          const left = groupPids(pgid);
+          if (left.length) {
+            io.onState?.(`warning: the command exited but left ${left.length} background process${left.length > 1 ? "es" : ""} running (pid ${left.slice(0, 5).join(", ")}${left.length > 5 ? ", ..." : ""}); stopping them`);
+            void stopGroup(pgid).then(() => {
+              exit = { code, signal };
+              if (streamClosed) return finish();
+              setTimeout(() => {
+                child.stdout?.destroy();
+                finish();
+              }, 1000).unref();
+            });
+            return;
+          }
+        }
         exit = { code, signal };
         if (streamClosed) return finish();
         // background processes may keep the pipe open: don't wait for them forever
