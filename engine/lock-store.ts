@@ -46,6 +46,16 @@ export class LockStore {
     });
   }
 
+  /** Drop a stage's entry (a stage removed from pipeline.yaml); resolves once written. */
+  drop(stage: string): Promise<void> {
+    if (!(stage in this.get().stages)) return Promise.resolve();
+    delete this.get().stages[stage];
+    return new Promise<void>((resolve, reject) => {
+      this.waiting.push({ resolve, reject });
+      this.schedule();
+    });
+  }
+
   /** Write now whatever is pending, and wait for it. */
   async flush(): Promise<void> {
     if (this.timer) {

@@ -161,7 +161,7 @@ export function formatReason(r: Reason): string {
     case "forced":
       return "forced (-f)";
     case "interrupted":
-      return "interrupted (a previous run did not finish)";
+      return r.runningBy ? `running now, by ${r.runningBy} (not recorded until it succeeds)` : "interrupted (a previous run did not finish)";
     case "cmd":
       return "cmd changed";
     case "dep":

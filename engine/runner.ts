@@ -191,6 +191,15 @@ export class Runner {
       pump();
     });
     this.o.signal.removeEventListener("abort", onAbort);
+    // entries of stages removed from pipeline.yaml would stay in the lock forever
+    let dropped: string[] = [];
+    try {
+      dropped = Object.keys(this.lock.get().stages).filter((n) => !this.o.graph.stages.has(n));
+    } catch {
+      /* an unreadable lock was reported when planning */
+    }
+    for (const n of dropped) this.lock.drop(n).catch((e: Error) => (this.lockError ??= e));
+    if (dropped.length) this.say(`dropped the lock entr${dropped.length > 1 ? "ies" : "y"} of ${dropped.join(", ")} (no longer in pipeline.yaml)`);
     await this.lock.flush();
     await Promise.all([...this.finishing]);
     if (this.lockError) {
@@ -342,6 +351,14 @@ export class Runner {
         record("failed", msg);
         this.fail(name, msg + " (check the paths in pipeline.yaml against what the command writes)", logFile);
         return "failed";
+      }
+      const depsAfter = await this.o.hasher.hashPaths(stage.deps);
+      const changed = stage.deps.filter((d) => depsAfter.get(d)?.hash !== deps.get(d)?.hash);
+      if (changed.length) {
+        this.say(
+          `warning: ${name} changed its own dep${changed.length > 1 ? "s" : ""} ${changed.join(", ")} while running: ` +
+            `it is recorded with the deps it started from, so it will run again at every repro (make ${changed.length > 1 ? "them outs" : "it an out"}, or stop writing ${changed.length > 1 ? "them" : "it"})`,
+        );
       }
       const entry = lockEntry(stage, deps, outs);
       j.phase = "promote";

@@ -158,8 +158,9 @@ export function deleteBackups(ctx: ProjectContext, j: Journal): void {
 export function removeEmptyDirs(dir: string): void {
   try {
     if (!hasFiles(dir)) fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmdirSync(path.dirname(dir)); // `backup/` itself, when no other stage has backups (fails otherwise)
   } catch {
-    /* missing */
+    /* missing, or not empty */
   }
 }
 

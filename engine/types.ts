@@ -109,7 +109,7 @@ export type Reason =
   | { kind: "env"; key: string; before?: string; after?: string }
   | { kind: "out"; path: string; change: "missing" | "modified" | "added" | "removed" }
   | { kind: "upstream"; stage: string } // an upstream stage will run, so this one's deps will change
-  | { kind: "interrupted" }; // a previous attempt was interrupted (journal found)
+  | { kind: "interrupted"; runningBy?: string }; // a previous attempt was interrupted (journal found), or one runs right now
 
 export interface StageStatus {
   stage: string;
