@@ -8,8 +8,9 @@
  *   short-lived O_EXCL file (`repro.mutex.json.takeover`): the taker re-reads the mutex under it
  *   and removes it only if it still names the same dead holder, then competes with O_EXCL like
  *   everyone else. A takeover file older than 30 s is itself left by a crash and is removed.
- * - Held from another host (shared file system): we cannot tell whether it is alive, so we refuse
- *   and say how to remove it by hand.
+ * - Held from another host (shared file system): the holder refreshes the file's mtime every 10 s
+ *   (heartbeat); a holder silent for longer than PIPELINE_MUTEX_STALE_S (120 s) is taken for dead
+ *   and taken over; otherwise we refuse, saying how old its heartbeat is.
  */
 import fs from "node:fs";
 import os from "node:os";
@@ -105,12 +106,41 @@ export interface AcquireOptions {
   signal?: AbortSignal;
 }
 
+/** How often a holder refreshes the mutex's mtime (its heartbeat). */
+export const HEARTBEAT_MS = 10_000;
+
+/**
+ * A holder on another host whose heartbeat is older than this is taken for dead (a login node that
+ * died): `PIPELINE_MUTEX_STALE_S`, default 120 s. On this host, liveness is checked directly.
+ */
+function staleAfterMs(): number {
+  const v = Number(process.env.PIPELINE_MUTEX_STALE_S);
+  return (Number.isFinite(v) && v > 0 && process.env.PIPELINE_MUTEX_STALE_S ? v : 120) * 1000;
+}
+
+/** Seconds since the holder last refreshed the mutex (null: gone). */
+function heartbeatAgeS(file: string): number | null {
+  const st = lstatOrNull(file);
+  return st ? Math.max(0, Math.round((Date.now() - st.mtimeMs) / 1000)) : null;
+}
+
 export class ReproMutex {
   private released = false;
+  private readonly beat: NodeJS.Timeout;
   private constructor(
     readonly file: string,
     readonly holder: MutexHolder,
-  ) {}
+  ) {
+    this.beat = setInterval(() => {
+      try {
+        const now = new Date();
+        fs.lutimesSync(this.file, now, now);
+      } catch {
+        /* a full or read-only disk: others will see an old heartbeat after the timeout */
+      }
+    }, Number(process.env.PIPELINE_TEST_HEARTBEAT_MS) || HEARTBEAT_MS);
+    this.beat.unref();
+  }
 
   static async acquire(ctx: ProjectContext, opts: AcquireOptions = {}): Promise<ReproMutex> {
     const file = mutexFile(ctx);
@@ -154,17 +184,26 @@ export class ReproMutex {
         }
         continue;
       }
-      if (holderIsDead(h)) {
-        if (takeOver(file, h)) opts.say?.(`taking over the repro mutex left by a dead process (${describeHolder(h)})`);
-        else await sleep(50);
+      const remote = h.host !== os.hostname();
+      const age = heartbeatAgeS(file);
+      const silent = remote && age !== null && age * 1000 > staleAfterMs();
+      if (holderIsDead(h) || silent) {
+        if (takeOver(file, h)) {
+          opts.say?.(
+            silent
+              ? `taking over the repro mutex of ${describeHolder(h)}: no heartbeat for ${age} s (over ${staleAfterMs() / 1000} s), so that host or process is gone`
+              : `taking over the repro mutex left by a dead process (${describeHolder(h)})`,
+          );
+        } else await sleep(50);
         continue;
       }
       if (!opts.wait) {
-        const remote = h.host !== os.hostname();
         throw new PipelineError(
           `another repro is running on this project${ctx.profile !== "default" ? ` (profile ${ctx.profile})` : ""}: ${describeHolder(h)}.\n` +
             `Wait for it, or use --wait to queue behind it.` +
-            (remote ? ` If that process is gone (host ${h.host} crashed), delete ${file}.` : ""),
+            (remote
+              ? ` It runs on another host; its last heartbeat was ${age} s ago, and it is taken for dead after ${staleAfterMs() / 1000} s without one (PIPELINE_MUTEX_STALE_S).`
+              : ""),
           1,
         );
       }
@@ -181,6 +220,7 @@ export class ReproMutex {
   release(): void {
     if (this.released) return;
     this.released = true;
+    clearInterval(this.beat);
     const h = readHolder(this.file);
     if (h && h.token === this.holder.token) fs.rmSync(this.file, { force: true });
   }
