@@ -22,6 +22,7 @@ import { InputError, PipelineError } from "../errors.ts";
 import { resolveGpuPool } from "../gpus.ts";
 import { listInterrupted } from "../journal.ts";
 import { watchLaunchers } from "../launcher.ts";
+import { guardSharedOuts } from "../profile-guard.ts";
 import { ReproMutex } from "../mutex.ts";
 import { Terminal } from "../output.ts";
 import { Provenance } from "../provenance.ts";
@@ -147,10 +148,15 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
       return;
     }
     killAllLocalJobs();
+    releaseClaim?.();
     mutex?.release();
     process.exit(130);
   };
-  const releaseOnExit = () => mutex?.release();
+  let releaseClaim: (() => void) | null = null;
+  const releaseOnExit = () => {
+    releaseClaim?.();
+    mutex?.release();
+  };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   process.on("SIGHUP", onSignal);
@@ -169,6 +175,8 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
       command: process.argv.slice(2).join(" "),
       signal: ac.signal,
     });
+    const selectedOuts = [...new Set(selected.flatMap((n) => graph.stages.get(n)!.outs.map((o) => o.path)))];
+    releaseClaim = await guardSharedOuts(ctx, mutex.holder.token, selectedOuts, { wait: opts.wait, say: (m) => term.info(m), signal: ac.signal });
     const provenance = new Provenance(ctx);
     const runner = new Runner({
       project, graph, selected, force: false, forceTargets, keepGoing: !!opts.keepGoing, jobs,
@@ -191,6 +199,7 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
   } finally {
     stopWatch();
     term.close();
+    releaseClaim?.();
     mutex?.release();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);
