@@ -32,6 +32,13 @@ export function reportError(err: unknown, debug = !!process.env.PIPELINE_DEBUG):
   }
   const e = err as Error;
   const msg = e instanceof Error ? e.message : String(err);
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code && ["ENOSPC", "EDQUOT", "EROFS", "EIO"].includes(code)) {
+    // the machine, not the tool: say what failed, in one line
+    const file = (err as NodeJS.ErrnoException).path;
+    writeErr(`error: ${msg.replace(/^E[A-Z]+: /, "").split(",")[0]}${file ? ` while writing ${file.replace(/\.tmp-\d+-[0-9a-f]+$/, "")}` : ""} (free space or fix the file system, then rerun)\n${debug && e.stack ? e.stack + "\n" : ""}`);
+    return 1;
+  }
   writeErr(
     debug
       ? `internal error: ${e?.stack ?? String(err)}\n`

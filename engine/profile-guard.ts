@@ -89,7 +89,12 @@ export async function guardSharedOuts(ctx: ProjectContext, token: string, outs: 
   };
   let announced = false;
   for (;;) {
-    writeFileAtomicSync(file, JSON.stringify({ profile: ctx.profile, token, outs } satisfies Claim) + "\n", { durable: false });
+    try {
+      writeFileAtomicSync(file, JSON.stringify({ profile: ctx.profile, token, outs } satisfies Claim) + "\n", { durable: false });
+    } catch (e) {
+      // a full disk: no other repro can write its outs either; check, and go on unclaimed (recovery must run)
+      if (!["ENOSPC", "EDQUOT"].includes((e as NodeJS.ErrnoException).code ?? "")) throw e;
+    }
     const c = conflicts(ctx, outs);
     if (c.length === 0) return release;
     release(); // never hold a claim while waiting: the other repro must not see a conflict with us

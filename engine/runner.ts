@@ -266,6 +266,7 @@ export class Runner {
       const logFile = path.join(logDir, `${safeName(name)}.log`);
       const env: Record<string, string> = {};
       for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+      delete env.PIPELINE_RELAYED; // the runner's own launch detail (launcher.ts), not the stage's
       Object.assign(env, stage.env);
       // Where the command finds its params (DVC-style scripts read them themselves): the params file
       // in force (params.yaml, or the -P profile that replaces it), the profile's name and the stage.
