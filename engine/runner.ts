@@ -291,7 +291,8 @@ export class Runner {
       };
       j.phase = "running";
       j.gpus = gpus;
-      writeJournal(this.ctx, j, { durable: false });
+      // a local job writes it with its id at once (onSubmitted); recovery treats prepare and running alike
+      if (execName !== "local" || attachJobId) writeJournal(this.ctx, j, { durable: false });
 
       const shown = reasons.slice(0, 3).map(formatReason).join("; ") + (reasons.length > 3 ? `; and ${reasons.length - 3} more (see repro --dry)` : "");
       const why = attachJobId ? `re-attaching to job ${attachJobId}` : shown;
