@@ -51,6 +51,20 @@ export interface Journal {
   entry?: LockEntry;
 }
 
+/** Params integers beyond 2^53 (BigInt) in a journal's lock entry: `{"$bigint": "digits"}`. */
+function replaceBigInt(_k: string, v: unknown): unknown {
+  return typeof v === "bigint" ? { $bigint: String(v) } : v;
+}
+
+function reviveBigInt(_k: string, v: unknown): unknown {
+  if (v !== null && typeof v === "object" && !Array.isArray(v)) {
+    const keys = Object.keys(v);
+    const d = (v as { $bigint?: unknown }).$bigint;
+    if (keys.length === 1 && typeof d === "string" && /^-?\d+$/.test(d)) return BigInt(d);
+  }
+  return v;
+}
+
 export function journalDir(ctx: ProjectContext): string {
   return path.join(ctx.profileStateDir, "journal");
 }
@@ -85,7 +99,7 @@ export function writeFileAtomicSync(file: string, data: string, opts: { durable?
 /** The journal of one stage, or null when there is none (or it cannot be read: recovery dealt with those). */
 export function readJournalFile(ctx: ProjectContext, stage: string): Journal | null {
   try {
-    const j = JSON.parse(fs.readFileSync(journalFile(ctx, stage), "utf8")) as Journal;
+    const j = JSON.parse(fs.readFileSync(journalFile(ctx, stage), "utf8"), reviveBigInt) as Journal;
     return j && j.version === 1 && j.stage === stage && Array.isArray(j.outs) ? j : null;
   } catch {
     return null;
@@ -98,7 +112,7 @@ export function readJournalFile(ctx: ProjectContext, stage: string): Journal | n
  * page-cache write either way; a torn journal after a power loss is restored from the backups.
  */
 export function writeJournal(ctx: ProjectContext, j: Journal, opts: { durable?: boolean } = {}): void {
-  writeFileAtomicSync(journalFile(ctx, j.stage), JSON.stringify(j, null, 2) + "\n", opts);
+  writeFileAtomicSync(journalFile(ctx, j.stage), JSON.stringify(j, replaceBigInt, 2) + "\n", opts);
 }
 
 export function removeJournal(ctx: ProjectContext, stage: string): void {
@@ -143,7 +157,7 @@ export function scanJournals(ctx: ProjectContext): { journals: Journal[]; bad: B
     if (!n.endsWith(".json")) continue;
     const file = path.join(dir, n);
     try {
-      const j = JSON.parse(fs.readFileSync(file, "utf8")) as Journal;
+      const j = JSON.parse(fs.readFileSync(file, "utf8"), reviveBigInt) as Journal;
       if (j === null || typeof j !== "object" || j.version !== 1 || typeof j.stage !== "string" || !Array.isArray(j.outs) || typeof j.identity !== "string") {
         throw new Error("not a journal of this version");
       }

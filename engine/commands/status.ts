@@ -58,7 +58,7 @@ export async function status(ctx: ProjectContext, targets: string[], opts: { jso
   if (removed.length && !opts.json) {
     process.stdout.write(`removed from pipeline.yaml (their lock entries are dropped at the next repro): ${removed.join(", ")}\n`);
   }
-  process.stdout.write(opts.json ? JSON.stringify(statusJson(statuses), null, 2) + "\n" : formatStatus(statuses));
+  process.stdout.write(opts.json ? JSON.stringify(statusJson(statuses), (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v), 2) + "\n" : formatStatus(statuses));
   return statuses.some((s) => s.reasons.length > 0) ? 1 : 0;
 }
 
