@@ -2,17 +2,23 @@
 /**
  * The pipeline CLI: `tsx run.ts <command>`. Thin: parses flags and hands over to engine/commands/.
  * Exit codes: 0 ok; 1 stale (status) or a stage failed (repro); 2 bad input (pipeline.yaml,
- * params, targets, flags); 130 interrupted (Ctrl-C).
+ * params, targets, flags, unknown options and commands); 3 a bug of the tool (the stack with
+ * --debug); 130 interrupted (Ctrl-C).
  */
-import { Command, Option } from "commander";
+import { Command, CommanderError, Option } from "commander";
 import { resolveContext, type ProjectContext } from "./engine/context.ts";
 import { reportError } from "./engine/errors.ts";
+import { relayIfUnderTsx } from "./engine/launcher.ts";
+
+await relayIfUnderTsx(); // under the tsx CLI: the runner runs one process down (see launcher.ts)
 
 const program = new Command("run.ts")
   .description("Reproducible pipeline runner: pipeline.yaml + params.yaml -> pipeline.lock")
   .option("-C, --cwd <dir>", "work on the project in <dir> (its pipeline.yaml, params.yaml, lock and .pipeline/ state)", ".")
   .option("-P, --params-file <file>", "profile: a complete params file used instead of params.yaml; it keeps its own lock (pipeline.<name>.lock) and state")
-  .showHelpAfterError()
+  .option("--debug", "on an internal error, print its stack")
+  .configureOutput({ outputError: (str, write) => write(`${str.trimEnd()} (see run.ts --help)\n`) })
+  .exitOverride()
   .enablePositionalOptions();
 
 function context(): ProjectContext {
@@ -20,11 +26,15 @@ function context(): ProjectContext {
   return resolveContext({ cwd: o.cwd, paramsFile: o.paramsFile });
 }
 
+function debug(): boolean {
+  return !!program.opts<{ debug?: boolean }>().debug || !!process.env.PIPELINE_DEBUG;
+}
+
 async function main(action: () => Promise<number>): Promise<void> {
   try {
     process.exitCode = await action();
   } catch (err) {
-    process.exitCode = reportError(err);
+    process.exitCode = reportError(err, debug());
   }
 }
 
@@ -71,4 +81,14 @@ program
   .description("print the JSON Schema of pipeline.yaml (for editors)")
   .action(() => main(async () => (await import("./engine/commands/schema.ts")).schema()));
 
-await program.parseAsync(process.argv);
+// usage errors (unknown option or command, a missing argument) are bad input: exit 2, not 1
+for (const c of [...program.commands, ...program.commands.flatMap((c) => c.commands)]) {
+  c.exitOverride();
+  c.configureOutput({ outputError: (str, write) => write(`${str.trimEnd()} (see run.ts ${c.name()} --help)\n`) });
+}
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (!(e instanceof CommanderError)) throw e;
+  process.exitCode = e.exitCode === 0 ? 0 : 2;
+}

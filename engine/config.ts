@@ -31,6 +31,16 @@ export interface Project {
 type KeyPath = (string | number)[];
 
 /** A parsed YAML file that can point at the line:col of any key path. */
+/** BigInts (from `intAsBigInt`) back to numbers where a number holds them exactly. */
+function exactInts(v: unknown): unknown {
+  if (typeof v === "bigint") return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
+  if (Array.isArray(v)) return v.map(exactInts);
+  if (v !== null && typeof v === "object" && Object.getPrototypeOf(v) === Object.prototype) {
+    for (const k of Object.keys(v)) (v as Record<string, unknown>)[k] = exactInts((v as Record<string, unknown>)[k]);
+  }
+  return v;
+}
+
 export class YamlFile {
   private constructor(
     readonly display: string,
@@ -42,7 +52,8 @@ export class YamlFile {
   /** Parse; malformed YAML -> InputError `display:LINE:COL: message`. */
   static parse(text: string, display: string): YamlFile {
     const lines = new LineCounter();
-    const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+    // integers beyond 2^53 stay exact (BigInt); every other integer is a plain number (exactInts)
+    const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, intAsBigInt: true });
     if (doc.errors.length > 0) {
       const msgs = doc.errors.slice(0, 3).map((e) => {
         const p = lines.linePos(e.pos[0]);
@@ -55,7 +66,7 @@ export class YamlFile {
         : "";
       throw new InputError(`${msgs.join("\n")}\n(fix the YAML syntax of ${display}${hint})`);
     }
-    return new YamlFile(display, doc, lines, doc.toJS({ maxAliasCount: 1000 }));
+    return new YamlFile(display, doc, lines, exactInts(doc.toJS({ maxAliasCount: 1000 })));
   }
 
   static read(file: string, display: string): YamlFile {

@@ -1,5 +1,6 @@
 import path from "node:path";
 import fs from "node:fs";
+import { InputError } from "./errors.ts";
 
 /**
  * Where one project's files live. A profile (`-P params/demo.yaml`) is a complete params file used
@@ -31,7 +32,7 @@ export interface ContextOptions {
 export function resolveContext(opts: ContextOptions = {}): ProjectContext {
   const root = path.resolve(opts.cwd ?? ".");
   if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) {
-    throw new Error(`project directory ${root} does not exist (check -C/--cwd)`);
+    throw new InputError(`project directory ${root} does not exist or is not a directory (check -C/--cwd)`);
   }
   const stateDir = path.join(root, ".pipeline");
   let profileFile: string | undefined;
@@ -40,7 +41,11 @@ export function resolveContext(opts: ContextOptions = {}): ProjectContext {
     profileFile = path.resolve(root, opts.paramsFile);
     profile = path.basename(profileFile).replace(/\.(ya?ml)$/i, "");
     if (!/^[A-Za-z0-9._-]+$/.test(profile) || profile === "default") {
-      throw new Error(`profile file name ${opts.paramsFile} must be letters, digits, '.', '_' or '-' (and not 'default')`);
+      throw new InputError(
+        profile === "default"
+          ? `profile file ${opts.paramsFile}: a profile cannot be named 'default' (that name is taken by params.yaml); rename the file`
+          : `profile file name ${opts.paramsFile}: the name must be letters, digits, '.', '_' or '-'; rename the file`,
+      );
     }
   }
   return {

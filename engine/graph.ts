@@ -29,7 +29,14 @@ export function overlaps(a: string, b: string): boolean {
   return isWithin(a, b) || isWithin(b, a);
 }
 
-export function buildGraph(stages: Stage[], exists: (relPath: string) => boolean): Graph {
+/**
+ * `locate` (see locate.ts) prefixes errors about an out or dep with where pipeline.yaml writes it.
+ */
+export function buildGraph(stages: Stage[], exists: (relPath: string) => boolean, locate?: (group: string, field: "outs" | "deps", item?: string) => string): Graph {
+  const at = (stage: string, field: "outs" | "deps", item: string) => {
+    const s = byName.get(stage);
+    return locate && s ? `${locate(s.group, field, item)}: ` : "";
+  };
   const byName = new Map<string, Stage>();
   const index = new Map<string, number>();
   for (const s of stages) {
@@ -48,14 +55,19 @@ export function buildGraph(stages: Stage[], exists: (relPath: string) => boolean
       const b = outs[j]!;
       if (a.path === b.path) {
         throw new InputError(
-          a.stage === b.stage
-            ? `stage ${a.stage} lists the out ${a.path} twice`
-            : `two stages write the same out ${a.path}: ${a.stage} and ${b.stage}; each out must belong to one stage`,
+          at(b.stage, "outs", b.path) +
+            (a.stage === b.stage
+              ? `stage ${a.stage} lists the out ${a.path} twice`
+              : `two stages write the same out ${a.path}: ${a.stage} and ${b.stage}; each out must belong to one stage` +
+                (a.stage !== b.stage && locate ? ` (${a.stage}: ${locate(byName.get(a.stage)!.group, "outs", a.path)})` : "")),
         );
       }
       if (isWithin(b.path, a.path)) {
         throw new InputError(
-          `out ${b.path} (stage ${b.stage}) is inside the out directory ${a.path} (stage ${a.stage}); outs must not overlap`,
+          at(b.stage, "outs", b.path) +
+            `out ${b.path} (stage ${b.stage}) is inside the out directory ${a.path} (stage ${a.stage}` +
+            (locate ? `, ${locate(byName.get(a.stage)!.group, "outs", a.path)}` : "") +
+            `); outs must not overlap`,
         );
       }
     }
@@ -73,14 +85,14 @@ export function buildGraph(stages: Stage[], exists: (relPath: string) => boolean
       if (producers.length === 0) {
         if (!exists(dep)) {
           throw new InputError(
-            `stage ${s.name}: dep ${dep} is neither an existing file or directory nor an out of any stage (check the path, or add the stage that writes it)`,
+            at(s.name, "deps", dep) + `stage ${s.name}: dep ${dep} is neither an existing file or directory nor an out of any stage (check the path, or add the stage that writes it)`,
           );
         }
         continue;
       }
       for (const p of producers) {
         if (p.stage === s.name) {
-          throw new InputError(`cycle: ${s.name} -> ${s.name} (its dep ${dep} overlaps its own out ${p.path})`);
+          throw new InputError(at(s.name, "deps", dep) + `cycle: ${s.name} -> ${s.name} (its dep ${dep} overlaps its own out ${p.path})`);
         }
         up.get(s.name)!.add(p.stage);
         down.get(p.stage)!.add(s.name);

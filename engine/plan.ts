@@ -150,7 +150,7 @@ export function planStatuses(
 }
 
 function show(v: unknown): string {
-  const s = v === undefined ? "undefined" : JSON.stringify(v);
+  const s = v === undefined ? "undefined" : typeof v === "bigint" ? String(v) : canonicalJson(v);
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
@@ -161,7 +161,7 @@ export function formatReason(r: Reason): string {
     case "forced":
       return "forced (-f)";
     case "interrupted":
-      return "interrupted (a previous run did not finish)";
+      return r.runningBy ? `running now, by ${r.runningBy} (not recorded until it succeeds)` : "interrupted (a previous run did not finish)";
     case "cmd":
       return "cmd changed";
     case "dep":
@@ -188,6 +188,7 @@ export function canonicalJson(v: unknown): string {
     const keys = Object.keys(v).sort();
     return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(",")}}`;
   }
+  if (typeof v === "bigint") return String(v); // an integer beyond 2^53, exact
   return JSON.stringify(v) ?? "null";
 }
 

@@ -14,7 +14,9 @@
  *   plan.ts       pure: stages + lock + current hashes -> StageStatus[] with reasons
  *   scheduler.ts  pure: ready queue, -j and the GPU pool
  *   executor-local.ts / executor-slurm.ts   run one job (implement Executor)
- *   runner.ts     repro: staging/promotion of outs, persist, lock updates, failures
+ *   runner.ts     repro: the scheduling loop, one stage's attempt, promotion, lock updates, failures
+ *   staging.ts    outs around an attempt: backups, persist/stale, rollback
+ *   recovery.ts   finish or undo what a killed runner left (journals)
  *   mutex.ts      one repro at a time per project (holder host/pid/start), stale takeover
  *   commands/*.ts the CLI actions called from run.ts
  */
@@ -107,7 +109,7 @@ export type Reason =
   | { kind: "env"; key: string; before?: string; after?: string }
   | { kind: "out"; path: string; change: "missing" | "modified" | "added" | "removed" }
   | { kind: "upstream"; stage: string } // an upstream stage will run, so this one's deps will change
-  | { kind: "interrupted" }; // a previous attempt was interrupted (journal found)
+  | { kind: "interrupted"; runningBy?: string }; // a previous attempt was interrupted (journal found), or one runs right now
 
 export interface StageStatus {
   stage: string;

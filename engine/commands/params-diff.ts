@@ -40,7 +40,7 @@ export function diffParams(
   return out;
 }
 
-const show = (v: unknown) => JSON.stringify(v);
+const show = (v: unknown) => (typeof v === "bigint" ? String(v) : JSON.stringify(v, bigintAsString));
 
 export function formatParamChanges(changes: ParamChange[]): string {
   if (changes.length === 0) return "no params changed since the lock\n";
@@ -71,6 +71,11 @@ export async function paramsDiff(ctx: ProjectContext, opts: { json?: boolean }):
     }
   }
   const changes = diffParams(project.params, tracked, recorded);
-  process.stdout.write(opts.json ? JSON.stringify({ changes }, null, 2) + "\n" : formatParamChanges(changes));
+  process.stdout.write(opts.json ? JSON.stringify({ changes }, bigintAsString, 2) + "\n" : formatParamChanges(changes));
   return 0;
+}
+
+/** JSON has no integers beyond 2^53 that every reader keeps exact: they are written as strings of digits. */
+function bigintAsString(_k: string, v: unknown): unknown {
+  return typeof v === "bigint" ? String(v) : v;
 }

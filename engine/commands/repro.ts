@@ -13,6 +13,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { ProjectContext } from "../context.ts";
 import { loadProject } from "../config.ts";
+import { pipelineLocator } from "../locate.ts";
 import { buildGraph, selectStages, type Graph } from "../graph.ts";
 import { Hasher } from "../hashing.ts";
 import { formatReason } from "../plan.ts";
@@ -20,6 +21,8 @@ import { computeStatus } from "../status.ts";
 import { InputError, PipelineError } from "../errors.ts";
 import { resolveGpuPool } from "../gpus.ts";
 import { listInterrupted } from "../journal.ts";
+import { watchLaunchers } from "../launcher.ts";
+import { guardSharedOuts } from "../profile-guard.ts";
 import { ReproMutex } from "../mutex.ts";
 import { Terminal } from "../output.ts";
 import { Provenance } from "../provenance.ts";
@@ -105,7 +108,7 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
 
   const term = new Terminal();
   const project = await loadProject(ctx);
-  const graph = buildGraph(project.stages, (rel) => fs.existsSync(path.join(ctx.root, rel)));
+  const graph = buildGraph(project.stages, (rel) => fs.existsSync(path.join(ctx.root, rel)), pipelineLocator(ctx));
   const selected = selectStages(graph, targets, { downstream: opts.downstream });
   const forceTargets = opts.force ? (targets.length ? targetStages(graph, targets) : new Set(selected)) : new Set<string>();
   // the flag / CUDA_VISIBLE_DEVICES are checked now; nvidia-smi only if a stage that runs needs GPUs
@@ -119,7 +122,7 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
 
   const hasher = new Hasher(ctx);
   if (opts.dry) {
-    const statuses = await computeStatus(project, graph, selected, { force: false, forceTargets, interrupted: await listInterrupted(ctx), hasher });
+    const statuses = await computeStatus(project, graph, selected, { force: false, forceTargets, interrupted: await listInterrupted(ctx, graph.stages.keys()), hasher });
     const runner = new Runner({
       project, graph, selected, force: false, forceTargets, keepGoing: !!opts.keepGoing, jobs,
       executorName, executor, hasher, terminal: term, provenance: new Provenance(ctx), signal: new AbortController().signal,
@@ -133,7 +136,11 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
   const ac = new AbortController();
   let mutex: ReproMutex | null = null;
   let signals = 0;
+  let firstSignalAt = 0;
   const onSignal = (sig: NodeJS.Signals) => {
+    // one Ctrl-C can arrive twice (from the terminal's process group and relayed by a launcher)
+    if (signals > 0 && Date.now() - firstSignalAt < 1000) return;
+    if (signals === 0) firstSignalAt = Date.now();
     signals++;
     if (signals === 1) {
       term.info(`\n${sig}: stopping running stages (again to kill them at once)...`);
@@ -141,14 +148,26 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
       return;
     }
     killAllLocalJobs();
+    releaseClaim?.();
     mutex?.release();
     process.exit(130);
   };
-  const releaseOnExit = () => mutex?.release();
+  let releaseClaim: (() => void) | null = null;
+  const releaseOnExit = () => {
+    releaseClaim?.();
+    mutex?.release();
+  };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   process.on("SIGHUP", onSignal);
   process.on("exit", releaseOnExit);
+  // npx, tsx and an npm script's shell may die of a signal without passing it on (launcher.ts)
+  const stopWatch = watchLaunchers((what) => {
+    if (signals > 0) return;
+    signals++;
+    term.info(`\nthe launcher ${what} ended: stopping running stages...`);
+    ac.abort();
+  });
   try {
     mutex = await ReproMutex.acquire(ctx, {
       wait: opts.wait,
@@ -156,6 +175,8 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
       command: process.argv.slice(2).join(" "),
       signal: ac.signal,
     });
+    const selectedOuts = [...new Set(selected.flatMap((n) => graph.stages.get(n)!.outs.map((o) => o.path)))];
+    releaseClaim = await guardSharedOuts(ctx, mutex.holder.token, selectedOuts, { wait: opts.wait, say: (m) => term.info(m), signal: ac.signal });
     const provenance = new Provenance(ctx);
     const runner = new Runner({
       project, graph, selected, force: false, forceTargets, keepGoing: !!opts.keepGoing, jobs,
@@ -176,7 +197,9 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
     if (ac.signal.aborted && !(e instanceof InputError)) throw new PipelineError(`interrupted: ${(e as Error).message}`, 130);
     throw e;
   } finally {
+    stopWatch();
     term.close();
+    releaseClaim?.();
     mutex?.release();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);

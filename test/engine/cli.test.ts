@@ -154,7 +154,7 @@ describe("tsx run.ts status", () => {
       bad.write("pipeline.yaml", "stages:\n  a:\n    cmd: x\n    deps: [missing.txt]\n");
       const m = await cli(bad.root, "status");
       expect(m.exitCode).toBe(2);
-      expect(m.stderr).toContain("error: stage a: dep missing.txt is neither an existing file or directory nor an out of any stage");
+      expect(m.stderr).toMatch(/error: pipeline\.yaml:\d+:\d+: stage a: dep missing\.txt is neither an existing file or directory nor an out of any stage/);
       const u = await cli(p.root, "status", "nope");
       expect(u.exitCode).toBe(2);
       expect(u.stderr).toContain('error: unknown stage "nope"; known stages: prepare, train, train@small, train@big');
