@@ -4,14 +4,28 @@
  * Exit codes: 0 ok; 1 stale (status) or a stage failed (repro); 2 bad input (pipeline.yaml,
  * params, targets, flags); 130 interrupted (Ctrl-C).
  */
+import { readFileSync } from "node:fs";
 import { Command, Option } from "commander";
 import { resolveContext, type ProjectContext } from "./engine/context.ts";
 import { reportError } from "./engine/errors.ts";
+
+/** The version in package.json (next to run.ts, or one folder up from a bundled dist/run.mjs). */
+function packageVersion(): string {
+  for (const rel of ["./package.json", "../package.json"]) {
+    try {
+      return (JSON.parse(readFileSync(new URL(rel, import.meta.url), "utf8")) as { version: string }).version;
+    } catch {
+      /* try the next */
+    }
+  }
+  return "unknown";
+}
 
 const program = new Command("run.ts")
   .description("Reproducible pipeline runner: pipeline.yaml + params.yaml -> pipeline.lock")
   .option("-C, --cwd <dir>", "work on the project in <dir> (its pipeline.yaml, params.yaml, lock and .pipeline/ state)", ".")
   .option("-P, --params-file <file>", "profile: a complete params file used instead of params.yaml; it keeps its own lock (pipeline.<name>.lock) and state")
+  .version(packageVersion(), "-V, --version", "print the version")
   .showHelpAfterError()
   .enablePositionalOptions();
 
@@ -35,6 +49,7 @@ program
   .option("-f, --force", "rerun the targets even if they are current")
   .option("-n, --dry", "print what would run and why; run nothing")
   .option("--downstream", "the targets and every stage after them")
+  .option("-s, --single-item", "only the targets, not the stages they depend on")
   .option("-k, --keep-going", "after a failure, still finish the stages that do not depend on it")
   .option("-j, --jobs <n>", "stages run at the same time", (v) => parseInt(v, 10))
   .option("--gpus <list>", "GPU ids to schedule on, e.g. 0,1,2,3 (default: CUDA_VISIBLE_DEVICES, else nvidia-smi, else none)")
