@@ -81,6 +81,19 @@ params
   .option("--json", "machine-readable output")
   .action((opts) => main(async () => (await import("./engine/commands/params-diff.ts")).paramsDiff(context(), opts)));
 
+const metrics = program.command("metrics").description("metrics files of the pipeline (DVC's `metrics:`)");
+metrics
+  .command("show")
+  .description("the metrics files (top-level `metrics:` and stages' `metrics:` outs), flattened to dotted keys")
+  .option("--json", "machine-readable output")
+  .action((opts) => main(async () => (await import("./engine/commands/metrics.ts")).metricsShow(context(), opts)));
+metrics
+  .command("diff")
+  .description("metrics that differ between two git revisions (default: HEAD and the workspace)")
+  .argument("[revs...]", "a_rev [b_rev]")
+  .option("--json", "machine-readable output")
+  .action((revs: string[], opts) => main(async () => (await import("./engine/commands/metrics.ts")).metricsDiff(context(), revs, opts)));
+
 program
   .command("schema")
   .description("print the JSON Schema of pipeline.yaml (for editors)")

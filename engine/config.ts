@@ -279,7 +279,7 @@ function resolveStage(load: Load, inst: Instance, group: string, base: KeyPath, 
   const params: Record<string, unknown> = {};
   for (const [k, v] of interp.used) params[k] = v;
   const missingParams: Record<string, string> = {};
-  declaredParams(load, s.params ?? [], wdir, (i) => `${at("params", i)}: ${label}.params[${i}]`, params, missingParams);
+  const paramsFiles = declaredParams(load, s.params ?? [], wdir, (i) => `${at("params", i)}: ${label}.params[${i}]`, params, missingParams);
 
   const norm = (p: string, ...where: KeyPath) => {
     const n = normalizeProjectPath(ctx.root, p, ctx.repoRoot, wdir);
@@ -365,6 +365,7 @@ function resolveStage(load: Load, inst: Instance, group: string, base: KeyPath, 
   if (s.always_changed === true) stage.alwaysChanged = true;
   if (Object.keys(missingParams).length > 0) stage.missingParams = missingParams;
   if (externalDeps.length > 0) stage.externalDeps = externalDeps;
+  if (paramsFiles.length > 0) stage.paramsFiles = paramsFiles;
   if (s.executor !== undefined) stage.executor = s.executor as "local" | "slurm";
   if (slurm) stage.slurm = slurm;
   return stage;
@@ -384,7 +385,7 @@ function declaredParams(
   where: (i: number) => string,
   params: Record<string, unknown>,
   missing: Record<string, string>,
-): void {
+): string[] {
   const { ctx, loaded } = load;
   const defaultFile = wdir ? `${wdir}/params.yaml` : "params.yaml";
   const wanted = new Map<string, { keys: { k: string; at: string }[]; whole: boolean; at: string }>();
@@ -440,6 +441,7 @@ function declaredParams(
       else params[prefix + parts.join(".")] = g.value;
     }
   }
+  return [...wanted.keys()];
 }
 
 function sortKeys(o: Record<string, unknown>): Record<string, unknown> {

@@ -80,10 +80,12 @@ export function buildGraph(stages: Stage[], exists: (relPath: string) => boolean
   }
   const missingDeps = new Map<string, string[]>();
   for (const s of stages) {
-    for (const dep of s.deps) {
+    // a declared params file written by a stage links them too (DVC's params are deps)
+    const paramsFiles = (s.paramsFiles ?? []).filter((f) => !s.deps.includes(f));
+    for (const dep of [...s.deps, ...paramsFiles]) {
       const producers = outs.filter((o) => overlaps(dep, o.path));
       if (producers.length === 0) {
-        if (!exists(dep)) missingDeps.set(s.name, [...(missingDeps.get(s.name) ?? []), dep]);
+        if (!exists(dep) && s.deps.includes(dep)) missingDeps.set(s.name, [...(missingDeps.get(s.name) ?? []), dep]);
         continue;
       }
       for (const p of producers) {

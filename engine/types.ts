@@ -77,6 +77,8 @@ export interface Stage {
   alwaysChanged?: boolean;
   /** Declared params that are absent (file or key): planning reports them, repro refuses. key -> located message. */
   missingParams?: Record<string, string>;
+  /** Files of the declared params (project-relative): a stage that writes one is upstream (as in DVC). */
+  paramsFiles?: string[];
   /** Deps that are URLs (`https://...`, `s3://...`): recorded, not hashed (no edges, no status check). */
   externalDeps?: string[];
   /** Which executor runs this stage; undefined = the CLI default. */
