@@ -14,6 +14,7 @@ import { describe, expect, it } from "vitest";
 import { loadProject } from "../../engine/config.ts";
 import { resolveContext } from "../../engine/context.ts";
 import { buildGraph } from "../../engine/graph.ts";
+import { runScenarios, standIn } from "./dvc-standin.ts";
 
 const repo = path.resolve(import.meta.dirname, "../..");
 const corpus = path.resolve(repo, "../shared/dvc-corpus");
@@ -77,6 +78,26 @@ describe.skipIf(!fs.existsSync(corpus))("real dvc.yaml files: what DVC accepts, 
       }
     }
   });
+
+  const runs = JSON.parse(fs.readFileSync(path.join(import.meta.dirname, "fixtures/dvc-corpus-runs.json"), "utf8")) as {
+    entries: Record<string, { path: string; param?: string; runs: string[][] }>;
+  };
+  for (const [entry, want] of Object.entries(runs.entries)) {
+    it(`${entry}: end to end with stand-in data, the same stages run as under DVC (first run, no-op rerun, after a param change)`, async () => {
+      const s = await standIn(path.join(corpus, entry), want.path);
+      expect(s, "eligible for the stand-in run").toBeDefined();
+      try {
+        const tsx = path.join(repo, "node_modules/.bin/tsx");
+        const got = await runScenarios(s!, async (env) => {
+          const r = await execa(tsx, [path.join(repo, "run.ts"), "-C", s!.dir, "repro"], { env, reject: false });
+          expect(r.exitCode, r.stderr).toBe(0);
+        });
+        expect(got).toEqual({ runs: want.runs, param: want.param });
+      } finally {
+        s!.cleanup();
+      }
+    }, 120_000);
+  }
 
   it("the CLI: `dag --format dot` and `status` on a fresh clone of a real pipeline (no data, no lock)", async () => {
     const entry = "32-iterative-example-get-started";
