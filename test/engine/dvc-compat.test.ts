@@ -50,6 +50,19 @@ describe("dvc.yaml: interpolation as DVC does it", () => {
     expect(stages[0]!.params).toEqual({ base: 3, "conf/extra.json:seed": 7, "conf/model.yaml:model.lr": 0.00001, "sub/local.yaml:k": 2 });
   });
 
+  it("params and vars from TOML files (smol-toml)", async () => {
+    const p = project({
+      "dvc.yaml": "vars:\n  - conf/v.toml\nstages:\n  s:\n    cmd: echo ${net.depth}\n    params:\n      - conf/p.toml: [train.lr]\n",
+      "conf/v.toml": "[net]\ndepth = 3\n",
+      "conf/p.toml": "[train]\nlr = 0.01\nepochs = 2\n",
+    });
+    const { stages } = await loadProject(p.ctx());
+    expect(stages[0]!.cmd).toEqual(["echo 3"]);
+    expect(stages[0]!.params).toEqual({ "conf/v.toml:net.depth": 3, "conf/p.toml:train.lr": 0.01 });
+    p.write("conf/p.toml", "[train\n");
+    expect((await errorOf(() => loadProject(p.ctx()))).message).toMatch(/^conf\/p\.toml: invalid TOML: .* \(fix the file\)$/);
+  });
+
   it("redefining a value in vars, ${} inside vars, and a vars file that does not exist are located errors", async () => {
     const redefine = project({ "dvc.yaml": "vars:\n  - a: 1\n  - a: 2\nstages:\n  s:\n    cmd: echo ${a}\n" });
     expect((await errorOf(() => loadProject(redefine.ctx()))).message).toBe("dvc.yaml:3:5: vars[1]: cannot redefine 'a' from 'vars[1]' as it already exists in 'vars[0]'");
