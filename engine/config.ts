@@ -441,7 +441,8 @@ function declaredParams(
       else params[prefix + parts.join(".")] = g.value;
     }
   }
-  return [...wanted.keys()];
+  // the project's params file cannot be an out (OWN_FILES), so only other files can link stages
+  return [...wanted.keys()].filter((f) => path.resolve(ctx.root, f) !== ctx.paramsFile);
 }
 
 function sortKeys(o: Record<string, unknown>): Record<string, unknown> {

@@ -5,7 +5,6 @@
  * each file as it was committed (`git show <rev>:<path>`).
  */
 import fs from "node:fs";
-import { createRequire } from "node:module";
 import path from "node:path";
 import { execa } from "execa";
 import { parse as parseYaml } from "yaml";
@@ -13,6 +12,7 @@ import type { ProjectContext } from "../context.ts";
 import { loadProject } from "../config.ts";
 import { InputError } from "../errors.ts";
 import { pyNumber } from "../interpolate.ts";
+import { tomlParse } from "../config/params-files.ts";
 
 type Flat = Record<string, unknown>;
 type Read = { data: Flat } | { error: string };
@@ -30,10 +30,7 @@ export function parseMetrics(file: string, text: string): Read {
   try {
     if (ext === ".json") return { data: flatten(JSON.parse(text)) };
     if (ext === ".yaml" || ext === ".yml") return { data: flatten(parseYaml(text)) };
-    if (ext === ".toml") {
-      const toml = createRequire(import.meta.url)("smol-toml") as { parse(s: string): unknown };
-      return { data: flatten(toml.parse(text)) };
-    }
+    if (ext === ".toml") return { data: flatten(tomlParse(text, file)) };
   } catch (e) {
     return { error: `cannot parse: ${(e as Error).message.split("\n")[0]}` };
   }

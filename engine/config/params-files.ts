@@ -5,7 +5,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { createRequire } from "node:module";
+import { createRequire as requireFrom } from "node:module";
 import { InputError } from "../errors.ts";
 import { YamlFile } from "./yaml-file.ts";
 
@@ -38,16 +38,22 @@ export function readParamsFile(abs: string, display: string): ParamsRead {
   return { ok: true, data: value };
 }
 
-function parseToml(text: string, display: string): unknown {
+/** Parse TOML text with smol-toml (loaded on first use); throws the parser's error. */
+export function tomlParse(text: string, display: string): unknown {
   let mod: { parse(s: string): unknown };
   try {
-    mod = createRequire(import.meta.url)("smol-toml") as { parse(s: string): unknown };
+    mod = requireFrom(import.meta.url)("smol-toml") as { parse(s: string): unknown };
   } catch {
-    throw new InputError(`${display}: reading TOML params needs the smol-toml package (run npm install)`);
+    throw new InputError(`${display}: reading TOML needs the smol-toml package (run npm install)`);
   }
+  return JSON.parse(JSON.stringify(mod.parse(text), (_k, v) => (typeof v === "bigint" ? Number(v) : v)));
+}
+
+function parseToml(text: string, display: string): unknown {
   try {
-    return JSON.parse(JSON.stringify(mod.parse(text), (_k, v) => (typeof v === "bigint" ? Number(v) : v)));
+    return tomlParse(text, display);
   } catch (e) {
+    if (e instanceof InputError) throw e;
     throw new InputError(`${display}: invalid TOML: ${(e as Error).message.split("\n")[0]} (fix the file)`);
   }
 }
