@@ -58,6 +58,8 @@ export interface LoadedParams {
   /** Which files the params came from (display names), for error messages. */
   sources: string[];
   paramsFileExists: boolean;
+  /** Dotted paths of whole numbers written as floats (see YamlFile.floatPaths). */
+  floats?: Set<string>;
 }
 
 /**
@@ -67,12 +69,14 @@ export interface LoadedParams {
  */
 export function loadParams(ctx: ProjectContext): LoadedParams {
   const display = (f: string) => path.relative(ctx.root, f) || f;
+  let floats: Set<string> | undefined;
   const readMapping = (file: string) => {
     const y = YamlFile.read(file, display(file));
     if (y.value === null || y.value === undefined) return {};
     if (!isPlainObject(y.value)) {
       throw new InputError(`${y.pos([])}: ${y.display} must be a mapping of params (key: value)`);
     }
+    floats = y.floatPaths();
     return y.value;
   };
   const paramsFileExists = fs.existsSync(ctx.paramsFile);
@@ -80,10 +84,12 @@ export function loadParams(ctx: ProjectContext): LoadedParams {
     if (!fs.existsSync(ctx.profileFile)) {
       throw new InputError(`profile params file ${display(ctx.profileFile)} does not exist (check -P/--params-file)`);
     }
-    return { params: readMapping(ctx.profileFile), sources: [display(ctx.profileFile)], paramsFileExists };
+    const params = readMapping(ctx.profileFile);
+    return { params, sources: [display(ctx.profileFile)], paramsFileExists, floats };
   }
   if (!paramsFileExists) return { params: {}, sources: [], paramsFileExists };
-  return { params: readMapping(ctx.paramsFile), sources: [display(ctx.paramsFile)], paramsFileExists };
+  const params = readMapping(ctx.paramsFile);
+  return { params, sources: [display(ctx.paramsFile)], paramsFileExists, floats };
 }
 
 export async function loadProject(ctx: ProjectContext): Promise<Project> {
@@ -114,7 +120,7 @@ export function buildProject(file: YamlFile, loaded: LoadedParams, ctx: Pick<Pro
   const files = new ParamsFiles(ctx.root);
   const load: Load = { file, loaded, ctx, files, missingHint: "" };
 
-  let vars = VarsContext.of(loaded.params, loaded.sources[0] ?? "params.yaml");
+  let vars = VarsContext.of(loaded.params, loaded.sources[0] ?? "params.yaml", loaded.floats);
   vars = loadVars(load, ["vars"], "vars", (top.data.vars ?? []) as unknown[], "", vars);
   const sources = [...loaded.sources, ...vars.layers.slice(1).filter((l) => l.track !== undefined).map((l) => l.name)];
   load.missingHint =
@@ -212,7 +218,7 @@ function loadVars(load: Load, where: KeyPath, label: string, items: unknown[], w
           }
         }
         loadedFiles.add(n.path);
-        vars = vars.with({ name: n.path, track: `${n.path}:`, data });
+        vars = vars.with({ name: n.path, track: `${n.path}:`, data, floats: r.floats });
       } else if (isPlainObject(item)) {
         vars = vars.with({ name: `${label}[${i}]`, data: item });
       }

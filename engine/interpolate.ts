@@ -75,6 +75,8 @@ export interface VarsLayer {
   /** Prefix of tracked keys: "" for the project's params file, `<file>:` for others; undefined = not tracked (inline). */
   track?: string;
   data: Record<string, unknown>;
+  /** Dotted paths of whole numbers written as floats (`42.0`): interpolated as Python writes floats. */
+  floats?: Set<string>;
 }
 
 /** The values interpolation sees: layers merged without redefinition (DVC's Context). */
@@ -84,8 +86,14 @@ export class VarsContext {
     readonly merged: Record<string, unknown>,
   ) {}
 
-  static of(params: Record<string, unknown>, name = "params.yaml"): VarsContext {
-    return new VarsContext([{ name, track: "", data: params }], structuredClone(params));
+  static of(params: Record<string, unknown>, name = "params.yaml", floats?: Set<string>): VarsContext {
+    return new VarsContext([{ name, track: "", data: params, floats }], structuredClone(params));
+  }
+
+  /** Whether the number at `parts` was written as a float (`42.0`) in its file. */
+  isFloat(parts: string[]): boolean {
+    const key = parts.join(".");
+    return this.layers.some((l) => l.floats?.has(key) && getPath(l.data, parts).found);
   }
 
   static empty(): VarsContext {
@@ -147,6 +155,11 @@ export function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'"'"'`)}'`;
 }
 
+/** Python's `str()` of a float (a whole number gets `.0`). */
+export function pyFloat(n: number): string {
+  return Number.isInteger(n) && Math.abs(n) < 1e16 ? n.toFixed(1) : pyNumber(n);
+}
+
 /** Python's `str()` of a scalar inside a list (bools as True/False). */
 function pyStr(v: unknown): string {
   if (v === null || v === undefined) return "None";
@@ -165,8 +178,9 @@ function flatten(o: Record<string, unknown>, prefix = "", out: Record<string, un
 }
 
 /** DVC's dict unpacking of a mapping in `cmd`: `--key value` arguments. */
-export function unpackDict(o: Record<string, unknown>, raw: string): string {
+export function unpackDict(o: Record<string, unknown>, raw: string, isFloat: (key: string) => boolean = () => false): string {
   let r = "";
+  const num = (k: string, v: unknown) => (typeof v === "number" && isFloat(k) ? pyFloat(v) : pyStr(v));
   for (const [k, v] of Object.entries(flatten(o))) {
     if (typeof v === "boolean") {
       if (v) r += `--${k} `;
@@ -176,11 +190,11 @@ export function unpackDict(o: Record<string, unknown>, raw: string): string {
         if (x !== null && typeof x === "object") {
           throw new InterpolationError(`\${${raw}}: cannot interpolate the nested list or mapping in '${k}'`);
         }
-        const s = typeof x === "string" ? shellQuote(x) : pyStr(x);
+        const s = typeof x === "string" ? shellQuote(x) : num(`${k}.${n}`, x);
         r += n > 0 ? `${s} ` : `--${k} ${s} `;
       });
     } else if (isPlainObject(v)) r += `--${k} {} `;
-    else r += `--${k} ${pyStr(v)} `;
+    else r += `--${k} ${num(k, v)} `;
   }
   return r.trimEnd();
 }
@@ -218,6 +232,20 @@ export class Interpolator {
     return r.value;
   }
 
+  /** Whether the value `${raw}` (and `sub` below it) names was written as a float in a YAML file. */
+  private isFloat(raw: string, sub: string[] = []): boolean {
+    const [head, ...rest] = splitKey(raw);
+    if (this.scope && (head === "item" || head === "key")) {
+      if (head === "key") return false;
+      const axis = rest.length > 0 ? this.scope.axisOrigins?.[rest[0]!] : undefined;
+      const origin = axis !== undefined ? [axis, ...rest.slice(1)] : this.scope.itemOrigin !== undefined ? [this.scope.itemOrigin, ...rest] : undefined;
+      // only items that came from params.yaml (tracked without a file prefix) are looked up
+      if (!origin || origin[0]!.includes(":")) return false;
+      return this.vars.isFloat([...origin.join(".").split("."), ...sub]);
+    }
+    return this.vars.isFloat([head!, ...rest, ...sub]);
+  }
+
   /** Interpolate a string: whole `${x}` keeps x's type, otherwise scalars are spliced in. */
   string(s: string, field?: string | number): unknown {
     const matches = [...s.matchAll(INTERP_GLOBAL_RE)];
@@ -226,10 +254,10 @@ export class Interpolator {
     const out = s.replace(INTERP_GLOBAL_RE, (_m, raw: string) => {
       const v = this.lookup(raw);
       if (typeof v === "string") return v;
-      if (typeof v === "number") return pyNumber(v);
+      if (typeof v === "number") return this.isFloat(raw) ? pyFloat(v) : pyNumber(v);
       if (typeof v === "boolean") return v ? "true" : "false";
       if (v === null || v === undefined) return "None";
-      if (isPlainObject(v) && field === "cmd") return unpackDict(v, raw);
+      if (isPlainObject(v) && field === "cmd") return unpackDict(v, raw, (k) => this.isFloat(raw, k.split(".")));
       const what = Array.isArray(v) ? "a list" : "a mapping";
       throw new InterpolationError(
         `\${${raw}} is ${what} and cannot be placed inside a longer string (only a whole-value \${${raw}} may be a list or mapping${isPlainObject(v) ? "; in cmd a mapping is unpacked to --key value" : ""})`,

@@ -9,7 +9,7 @@ import { createRequire as requireFrom } from "node:module";
 import { InputError } from "../errors.ts";
 import { YamlFile } from "./yaml-file.ts";
 
-export type ParamsRead = { ok: true; data: Record<string, unknown> } | { ok: false; why: string };
+export type ParamsRead = { ok: true; data: Record<string, unknown>; floats?: Set<string> } | { ok: false; why: string };
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
@@ -21,6 +21,7 @@ export function readParamsFile(abs: string, display: string): ParamsRead {
   if (fs.statSync(abs).isDirectory()) return { ok: false, why: `${display} is a directory` };
   const ext = path.extname(abs).toLowerCase();
   let value: unknown;
+  let floats: Set<string> | undefined;
   if (ext === ".py") {
     throw new InputError(`${display}: Python params files are not supported; move these params to a YAML, JSON or TOML file`);
   } else if (ext === ".json") {
@@ -32,10 +33,12 @@ export function readParamsFile(abs: string, display: string): ParamsRead {
   } else if (ext === ".toml") {
     value = parseToml(fs.readFileSync(abs, "utf8"), display);
   } else {
-    value = YamlFile.read(abs, display).value ?? {};
+    const y = YamlFile.read(abs, display);
+    value = y.value ?? {};
+    floats = y.floatPaths();
   }
   if (!isPlainObject(value)) throw new InputError(`${display} must be a mapping of params (key: value)`);
-  return { ok: true, data: value };
+  return { ok: true, data: value, floats };
 }
 
 /** Parse TOML text with smol-toml (loaded on first use); throws the parser's error. */

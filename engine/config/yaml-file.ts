@@ -46,6 +46,25 @@ export class YamlFile {
     return YamlFile.parse(text, display);
   }
 
+  /**
+   * Dotted paths of whole-number values written as floats (`42.0`, `1e3`): YAML gives JS numbers,
+   * but DVC (Python) writes them `42.0` / `1000.0` when interpolating.
+   */
+  floatPaths(): Set<string> {
+    const out = new Set<string>();
+    const walk = (node: unknown, at: string[]) => {
+      if (isMap(node)) {
+        for (const p of node.items) if (isPair(p) && isScalar(p.key)) walk(p.value, [...at, String(p.key.value)]);
+      } else if (isSeq(node)) node.items.forEach((n, i) => walk(n, [...at, String(i)]));
+      else if (isScalar(node) && typeof node.value === "number" && Number.isInteger(node.value)) {
+        const n = node as { minFractionDigits?: number; format?: string };
+        if ((n.minFractionDigits ?? 0) > 0 || n.format === "EXP") out.add(at.join("."));
+      }
+    };
+    walk(this.doc.contents, []);
+    return out;
+  }
+
   /** `display:LINE:COL` of the deepest node along the path (the key itself when `atKey`). */
   pos(keyPath: KeyPath, atKey = false): string {
     let node: unknown = this.doc.contents;

@@ -11,7 +11,10 @@ import { runScenarios, standIn } from "../../test/engine/dvc-standin.ts";
 
 const here = path.resolve(import.meta.dirname, "../..");
 const corpus = path.resolve(process.argv[2] ?? path.join(here, "../shared/dvc-corpus"));
-const max = Number(process.argv[3] ?? 6);
+// a number (the first N eligible entries) or a comma-separated list of entries
+const pick = process.argv[3] ?? "6";
+const only = /^\d+$/.test(pick) ? undefined : new Set(pick.split(","));
+const max = only ? Infinity : Number(pick);
 const dvc = "/tmp/dvcenv/bin/dvc";
 const graphs = JSON.parse(fs.readFileSync(path.join(here, "test/engine/fixtures/dvc-corpus-graphs.json"), "utf8")) as {
   entries: Record<string, { path: string; accepted: boolean }>;
@@ -19,7 +22,7 @@ const graphs = JSON.parse(fs.readFileSync(path.join(here, "test/engine/fixtures/
 
 const out: Record<string, { path: string; param?: string; runs: string[][] }> = {};
 for (const [entry, g] of Object.entries(graphs.entries)) {
-  if (!g.accepted || Object.keys(out).length >= max) continue;
+  if (!g.accepted || Object.keys(out).length >= max || (only && !only.has(entry))) continue;
   const s = await standIn(path.join(corpus, entry), g.path);
   if (!s) continue;
   try {

@@ -74,12 +74,13 @@ describe("dvc.yaml: interpolation as DVC does it", () => {
 
   it("dict unpacking in cmd (--key value), Python's str of scalars, \\${ escapes", async () => {
     const p = project({
-      "dvc.yaml": "stages:\n  s:\n    cmd: python t.py ${train} ${none} \\${literal} ${flag}\n",
-      "params.yaml": "train:\n  lr: 0.1\n  epochs: 10\n  layers: [1, 2]\n  verbose: true\n  quiet: false\n  name: a b\n  opt: {beta: 0.9}\nnone: null\nflag: false\n",
+      "dvc.yaml": "stages:\n  s:\n    cmd: python t.py ${train} ${none} \\${literal} ${flag} ${c} ${big}\n",
+      "params.yaml": "train:\n  lr: 0.1\n  epochs: 10\n  layers: [1, 2.0]\n  verbose: true\n  quiet: false\n  name: a b\n  opt: {beta: 0.9}\n  w: 2.0\nnone: null\nflag: false\nc: 42.0\nbig: 1e3\n",
     });
     const { stages } = await loadProject(p.ctx());
-    expect(stages[0]!.cmd).toEqual(["python t.py --lr 0.1 --epochs 10 --layers 1 2 --verbose --name 'a b' --opt.beta 0.9 None ${literal} false"]);
-    expect(stages[0]!.params["train"]).toEqual({ lr: 0.1, epochs: 10, layers: [1, 2], verbose: true, quiet: false, name: "a b", opt: { beta: 0.9 } });
+    // whole numbers written as floats come out as Python writes floats (42.0), as DVC does
+    expect(stages[0]!.cmd).toEqual(["python t.py --lr 0.1 --epochs 10 --layers 1 2.0 --verbose --name 'a b' --opt.beta 0.9 --w 2.0 None ${literal} false 42.0 1000.0"]);
+    expect(stages[0]!.params["train"]).toEqual({ lr: 0.1, epochs: 10, layers: [1, 2], verbose: true, quiet: false, name: "a b", opt: { beta: 0.9 }, w: 2 });
   });
 
   it("matrix expands like DVC 3 (names joined with -, lists/mappings named <axis><index>), item values from params tracked", async () => {
