@@ -10,7 +10,6 @@
  * content derived from the stage's deps and declared params (a metrics .json gets valid JSON). Only
  * entries whose every command is a plain `python ...` call with no shell syntax are eligible.
  */
-import crypto from "node:crypto";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -125,23 +124,20 @@ export function standInEnv(s: StandIn, log: string): Record<string, string> {
   return { PATH: `${s.bin}:${process.env.PATH}`, STANDIN_MAP: path.join(s.root, "map.json"), STANDIN_DIR: s.dir, STANDIN_LOG: log };
 }
 
-/** A scalar params.yaml key the first stage that declares one tracks, and a changed value for it. */
-export function paramToChange(dir: string, stages: { params: Record<string, unknown> }[]): { key: string; value: unknown } | undefined {
-  for (const s of stages) {
-    for (const [k, v] of Object.entries(s.params)) {
-      if (k.includes(":")) continue;
-      if (typeof v === "number") return { key: k, value: v + 1 };
-      if (typeof v === "string") return { key: k, value: `${v}-changed` };
-      if (typeof v === "boolean") return { key: k, value: !v };
-    }
+/**
+ * A params.yaml key some stage tracks and a changed value for it: the first number or boolean (in
+ * stage order), else the first string (strings are often paths, which a change would make missing).
+ */
+export function paramToChange(stages: { params: Record<string, unknown> }[]): { key: string; value: unknown } | undefined {
+  const keys = stages.flatMap((s) => Object.entries(s.params)).filter(([k]) => !k.includes(":"));
+  for (const [k, v] of keys) {
+    if (typeof v === "number") return { key: k, value: v + 1 };
+    if (typeof v === "boolean") return { key: k, value: !v };
   }
-  void dir;
+  for (const [k, v] of keys) if (typeof v === "string") return { key: k, value: `${v}-changed` };
   return undefined;
 }
 
-export function digestOf(s: string): string {
-  return crypto.createHash("sha256").update(s).digest("hex").slice(0, 12);
-}
 
 /**
  * The three runs compared with DVC: a first repro on the fresh stand-in, a second one (nothing
@@ -153,7 +149,7 @@ export async function runScenarios(
 ): Promise<{ runs: string[][]; param?: string }> {
   const { parseDocument } = await import("yaml");
   const project = await loadProject(resolveContext({ cwd: s.dir }));
-  const change = paramToChange(s.dir, project.stages);
+  const change = paramToChange(project.stages);
   const runs: string[][] = [];
   for (let i = 0; i < 3; i++) {
     if (i === 2) {
