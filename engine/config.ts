@@ -128,6 +128,7 @@ export function buildProject(file: YamlFile, loaded: LoadedParams, ctx: Pick<Pro
       ? "is not defined: there is no params.yaml (create it and define the key)"
       : `is not defined in ${sources.join(" + ")}; define it there or fix the key`;
 
+  const fileFloats = file.floatPaths();
   const stages: Stage[] = [];
   for (const [name, raw] of Object.entries(top.data.stages ?? {})) {
     const base: KeyPath = ["stages", name];
@@ -142,14 +143,14 @@ export function buildProject(file: YamlFile, loaded: LoadedParams, ctx: Pick<Pro
     if ("foreach" in raw || "do" in raw) {
       const r = foreachStageSchema.safeParse(raw);
       if (!r.success) throw schemaError(file, base, r.error.issues, raw);
-      for (const inst of expandForeach(file, name, raw.foreach, vars, load.missingHint)) {
+      for (const inst of expandForeach(file, name, raw.foreach, vars, load.missingHint, fileFloats)) {
         stages.push(resolveStage(load, inst, name, [...base, "do"], raw.do as Record<string, unknown>, vars));
       }
     } else if ("matrix" in raw) {
       const r = matrixStageSchema.safeParse(raw);
       if (!r.success) throw schemaError(file, base, r.error.issues, raw);
       const { matrix, ...template } = raw;
-      for (const inst of expandMatrix(file, name, matrix as Record<string, unknown>, vars, load.missingHint)) {
+      for (const inst of expandMatrix(file, name, matrix as Record<string, unknown>, vars, load.missingHint, fileFloats)) {
         stages.push(resolveStage(load, inst, name, base, template, vars));
       }
     } else {

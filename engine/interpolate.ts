@@ -29,6 +29,8 @@ export interface ForeachScope {
   itemOrigin?: string;
   /** Matrix: tracked key of each axis value (`item.<axis>`), when the axis came from a file. */
   axisOrigins?: Record<string, string>;
+  /** Dotted paths inside the item ("" = the item itself) of whole numbers written as floats in the pipeline file. */
+  itemFloats?: Set<string>;
 }
 
 /** Thrown by interpolation; config.ts adds the file position and stage field. */
@@ -237,6 +239,7 @@ export class Interpolator {
     const [head, ...rest] = splitKey(raw);
     if (this.scope && (head === "item" || head === "key")) {
       if (head === "key") return false;
+      if (this.scope.itemFloats?.has([...rest, ...sub].join("."))) return true;
       const axis = rest.length > 0 ? this.scope.axisOrigins?.[rest[0]!] : undefined;
       const origin = axis !== undefined ? [axis, ...rest.slice(1)] : this.scope.itemOrigin !== undefined ? [this.scope.itemOrigin, ...rest] : undefined;
       // only items that came from params.yaml (tracked without a file prefix) are looked up

@@ -106,6 +106,37 @@ describe("dvc.yaml: interpolation as DVC does it", () => {
     expect(stages[3]!.outs[0]!.path).toBe("out/rnn-1e-05-cfg0.txt");
   });
 
+  it("floats written as whole numbers keep DVC's names and values in foreach/matrix (literal and from params)", async () => {
+    const p = project({
+      "dvc.yaml": [
+        "stages:",
+        "  f:",
+        "    foreach: [1.0, 2]",
+        "    do:",
+        "      cmd: echo ${item}",
+        "  g:",
+        "    foreach: ${rates}",
+        "    do:",
+        "      cmd: echo ${item}",
+        "  m:",
+        "    matrix:",
+        "      lr: [1.0, 0.5]",
+        "      w: ${ws}",
+        "    cmd: echo ${item.lr} ${item.w}",
+        "",
+      ].join("\n"),
+      "params.yaml": "rates: [3.0]\nws: [2.0]\n",
+    });
+    const { stages } = await loadProject(p.ctx());
+    expect(stages.map((s) => [s.name, s.cmd[0]])).toEqual([
+      ["f@1.0", "echo 1.0"],
+      ["f@2", "echo 2"],
+      ["g@3.0", "echo 3.0"],
+      ["m@1.0-2.0", "echo 1.0 2.0"],
+      ["m@0.5-2.0", "echo 0.5 2.0"],
+    ]);
+  });
+
   it("metrics and plots are outs with their role and options; out options are kept", async () => {
     const p = project({
       "dvc.yaml": [
