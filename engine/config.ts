@@ -108,6 +108,8 @@ interface Load {
   ctx: Pick<ProjectContext, "root" | "repoRoot" | "paramsFile">;
   files: ParamsFiles;
   missingHint: string;
+  /** The pipeline file's whole numbers written as floats (YamlFile.floatPaths). */
+  fileFloats: Set<string>;
 }
 
 /** Validate + interpolate + expand every stage of a parsed pipeline.yaml / dvc.yaml. */
@@ -118,7 +120,8 @@ export function buildProject(file: YamlFile, loaded: LoadedParams, ctx: Pick<Pro
   const top = topLevelSchema.safeParse(file.value);
   if (!top.success) throw schemaError(file, [], top.error.issues, file.value);
   const files = new ParamsFiles(ctx.root);
-  const load: Load = { file, loaded, ctx, files, missingHint: "" };
+  const fileFloats = file.floatPaths();
+  const load: Load = { file, loaded, ctx, files, missingHint: "", fileFloats };
 
   let vars = VarsContext.of(loaded.params, loaded.sources[0] ?? "params.yaml", loaded.floats);
   vars = loadVars(load, ["vars"], "vars", (top.data.vars ?? []) as unknown[], "", vars);
@@ -128,7 +131,6 @@ export function buildProject(file: YamlFile, loaded: LoadedParams, ctx: Pick<Pro
       ? "is not defined: there is no params.yaml (create it and define the key)"
       : `is not defined in ${sources.join(" + ")}; define it there or fix the key`;
 
-  const fileFloats = file.floatPaths();
   const stages: Stage[] = [];
   for (const [name, raw] of Object.entries(top.data.stages ?? {})) {
     const base: KeyPath = ["stages", name];
@@ -221,7 +223,9 @@ function loadVars(load: Load, where: KeyPath, label: string, items: unknown[], w
         loadedFiles.add(n.path);
         vars = vars.with({ name: n.path, track: `${n.path}:`, data, floats: r.floats });
       } else if (isPlainObject(item)) {
-        vars = vars.with({ name: `${label}[${i}]`, data: item });
+        const prefix = `${[...where, i].join(".")}.`;
+        const floats = new Set([...load.fileFloats].filter((f) => f.startsWith(prefix)).map((f) => f.slice(prefix.length)));
+        vars = vars.with({ name: `${label}[${i}]`, data: item, floats });
       }
     } catch (e) {
       if (e instanceof InterpolationError) throw new InputError(`${at}: ${e.message}`);

@@ -123,6 +123,9 @@ describe("dvc.yaml: interpolation as DVC does it", () => {
         "      lr: [1.0, 0.5]",
         "      w: ${ws}",
         "    cmd: echo ${item.lr} ${item.w}",
+        "  v:",
+        "    vars: [{t: 5.0}]",
+        "    cmd: echo ${t}",
         "",
       ].join("\n"),
       "params.yaml": "rates: [3.0]\nws: [2.0]\n",
@@ -134,6 +137,7 @@ describe("dvc.yaml: interpolation as DVC does it", () => {
       ["g@3.0", "echo 3.0"],
       ["m@1.0-2.0", "echo 1.0 2.0"],
       ["m@0.5-2.0", "echo 0.5 2.0"],
+      ["v", "echo 5.0"],
     ]);
   });
 
