@@ -5,6 +5,7 @@
  * params, targets, flags, unknown options and commands); 3 a bug of the tool (the stack with
  * --debug); 130 interrupted (Ctrl-C).
  */
+import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
 import { resolveContext, type ProjectContext } from "./engine/context.ts";
 import { reportError } from "./engine/errors.ts";
@@ -12,11 +13,24 @@ import { relayIfUnderTsx } from "./engine/launcher.ts";
 
 await relayIfUnderTsx(); // under the tsx CLI: the runner runs one process down (see launcher.ts)
 
+/** The version in package.json (next to run.ts, or one folder up from a bundled dist/run.mjs). */
+function packageVersion(): string {
+  for (const rel of ["./package.json", "../package.json"]) {
+    try {
+      return (JSON.parse(readFileSync(new URL(rel, import.meta.url), "utf8")) as { version: string }).version;
+    } catch {
+      /* try the next */
+    }
+  }
+  return "unknown";
+}
+
 const program = new Command("run.ts")
   .description("Reproducible pipeline runner: pipeline.yaml + params.yaml -> pipeline.lock")
   .option("-C, --cwd <dir>", "work on the project in <dir> (its pipeline.yaml, params.yaml, lock and .pipeline/ state)", ".")
   .option("-P, --params-file <file>", "profile: a complete params file used instead of params.yaml; it keeps its own lock (pipeline.<name>.lock) and state")
   .option("--debug", "on an internal error, print its stack")
+  .version(packageVersion(), "-V, --version", "print the version")
   .configureOutput({ outputError: (str, write) => write(`${str.trimEnd()} (see run.ts --help)\n`) })
   .exitOverride()
   .enablePositionalOptions();
@@ -45,6 +59,7 @@ program
   .option("-f, --force", "rerun the targets even if they are current")
   .option("-n, --dry", "print what would run and why; run nothing")
   .option("--downstream", "the targets and every stage after them")
+  .option("-s, --single-item", "only the targets, not the stages they depend on")
   .option("-k, --keep-going", "after a failure, still finish the stages that do not depend on it")
   .option("-j, --jobs <n>", "stages run at the same time", (v) => parseInt(v, 10))
   .option("--gpus <list>", "GPU ids to schedule on, e.g. 0,1,2,3 (default: CUDA_VISIBLE_DEVICES, else nvidia-smi, else none)")
@@ -75,6 +90,19 @@ params
   .description("params.yaml (and profile) values against those recorded in the lock")
   .option("--json", "machine-readable output")
   .action((opts) => main(async () => (await import("./engine/commands/params-diff.ts")).paramsDiff(context(), opts)));
+
+const metrics = program.command("metrics").description("metrics files of the pipeline (DVC's `metrics:`)");
+metrics
+  .command("show")
+  .description("the metrics files (top-level `metrics:` and stages' `metrics:` outs), flattened to dotted keys")
+  .option("--json", "machine-readable output")
+  .action((opts) => main(async () => (await import("./engine/commands/metrics.ts")).metricsShow(context(), opts)));
+metrics
+  .command("diff")
+  .description("metrics that differ between two git revisions (default: HEAD and the workspace)")
+  .argument("[revs...]", "a_rev [b_rev]")
+  .option("--json", "machine-readable output")
+  .action((revs: string[], opts) => main(async () => (await import("./engine/commands/metrics.ts")).metricsDiff(context(), revs, opts)));
 
 program
   .command("schema")

@@ -9,8 +9,14 @@ import { InputError } from "./errors.ts";
  * cache (`.pipeline/statcache.json`) is shared: a file's hash does not depend on the profile.
  */
 export interface ProjectContext {
-  /** Absolute project directory. */
+  /** Absolute project directory (the folder of pipeline.yaml / dvc.yaml). */
   root: string;
+  /**
+   * Absolute folder that paths may not leave: the enclosing git repository's root (so `../data`
+   * from a dvc.yaml in a subfolder is inside the project), else `root`.
+   */
+  repoRoot: string;
+  /** pipeline.yaml; when there is none, DVC's dvc.yaml if present. */
   pipelineFile: string;
   paramsFile: string;
   /** Absolute path of the profile params file, if any. */
@@ -48,9 +54,12 @@ export function resolveContext(opts: ContextOptions = {}): ProjectContext {
       );
     }
   }
+  const ownFile = path.join(root, "pipeline.yaml");
+  const dvcFile = path.join(root, "dvc.yaml");
   return {
     root,
-    pipelineFile: path.join(root, "pipeline.yaml"),
+    repoRoot: gitRoot(root) ?? root,
+    pipelineFile: !fs.existsSync(ownFile) && fs.existsSync(dvcFile) ? dvcFile : ownFile,
     paramsFile: path.join(root, "params.yaml"),
     profileFile,
     profile,
@@ -58,4 +67,12 @@ export function resolveContext(opts: ContextOptions = {}): ProjectContext {
     stateDir,
     profileStateDir: profile === "default" ? stateDir : path.join(stateDir, "profiles", profile),
   };
+}
+
+/** The root of the git repository (work tree) containing `dir`, if any: the nearest folder with a `.git` entry. */
+export function gitRoot(dir: string): string | undefined {
+  for (let d = dir; ; d = path.dirname(d)) {
+    if (fs.existsSync(path.join(d, ".git"))) return d;
+    if (path.dirname(d) === d) return undefined;
+  }
 }

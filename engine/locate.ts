@@ -3,6 +3,7 @@
  * found after loading (overlapping outs, a shared out, a missing dep). A foreach instance points
  * at its template's list (`do: outs:`), the item itself when it is written literally.
  */
+import path from "node:path";
 import { YamlFile } from "./config.ts";
 import type { ProjectContext } from "./context.ts";
 
@@ -13,12 +14,12 @@ export function pipelineLocator(ctx: ProjectContext): Locate {
   return (group, field, item) => {
     if (y === undefined) {
       try {
-        y = YamlFile.read(ctx.pipelineFile, "pipeline.yaml");
+        y = YamlFile.read(ctx.pipelineFile, path.relative(ctx.root, ctx.pipelineFile) || "pipeline.yaml");
       } catch {
         y = null;
       }
     }
-    if (!y) return "pipeline.yaml";
+    if (!y) return path.basename(ctx.pipelineFile);
     const def = (y.value as { stages?: Record<string, Record<string, unknown>> } | null)?.stages?.[group];
     if (!def) return y.pos(["stages", group], true);
     const base = def.do && typeof def.do === "object" ? ["stages", group, "do"] : ["stages", group];

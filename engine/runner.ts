@@ -278,7 +278,7 @@ export class Runner {
       const j = journal;
       const job: JobSpec = {
         stage,
-        cwd: this.ctx.root,
+        cwd: stage.wdir ? path.join(this.ctx.root, stage.wdir) : this.ctx.root, // DVC's wdir
         env,
         gpus,
         logFile,

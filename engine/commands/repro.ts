@@ -13,8 +13,8 @@ import fs from "node:fs";
 import path from "node:path";
 import type { ProjectContext } from "../context.ts";
 import { loadProject } from "../config.ts";
-import { pipelineLocator } from "../locate.ts";
-import { buildGraph, selectStages, type Graph } from "../graph.ts";
+import { pipelineLocator, type Locate } from "../locate.ts";
+import { buildGraph, missingDepError, selectStages, type Graph } from "../graph.ts";
 import { Hasher } from "../hashing.ts";
 import { formatReason } from "../plan.ts";
 import { computeStatus } from "../status.ts";
@@ -34,6 +34,7 @@ export interface ReproOptions {
   force?: boolean;
   dry?: boolean;
   downstream?: boolean;
+  singleItem?: boolean;
   keepGoing?: boolean;
   jobs?: number;
   gpus?: string;
@@ -100,6 +101,22 @@ function printSummary(term: Terminal, s: RunSummary): void {
   term.info(`summary: ${parts.join("; ") || "nothing selected"}${nothingElse && cur ? " (nothing to run)" : ""}`);
 }
 
+/**
+ * Planning works without the data (a fresh clone); running does not: a selected stage whose dep
+ * is neither on disk nor written by any stage, or whose declared params are absent, stops repro
+ * before anything runs. Frozen stages never run for their deps, so they are not checked.
+ */
+export function refuseMissingInputs(graph: Graph, selected: string[], locate?: Locate): void {
+  for (const name of selected) {
+    const stage = graph.stages.get(name)!;
+    if (stage.frozen) continue;
+    const dep = graph.missingDeps.get(name)?.[0];
+    if (dep !== undefined) throw missingDepError(name, dep, locate?.(stage.group, "deps", dep));
+    const missing = Object.values(stage.missingParams ?? {});
+    if (missing.length > 0) throw new InputError(`${missing[0]} (stage ${name} cannot run without it)`);
+  }
+}
+
 export async function repro(ctx: ProjectContext, targets: string[], opts: ReproOptions): Promise<number> {
   const jobs = opts.jobs ?? 1;
   if (!Number.isInteger(jobs) || jobs < 1) throw new InputError(`-j/--jobs must be a whole number >= 1 (got ${opts.jobs})`);
@@ -108,8 +125,10 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
 
   const term = new Terminal();
   const project = await loadProject(ctx);
-  const graph = buildGraph(project.stages, (rel) => fs.existsSync(path.join(ctx.root, rel)), pipelineLocator(ctx));
-  const selected = selectStages(graph, targets, { downstream: opts.downstream });
+  const locate = pipelineLocator(ctx);
+  const graph = buildGraph(project.stages, (rel) => fs.existsSync(path.join(ctx.root, rel)), locate);
+  const selected = selectStages(graph, targets, { downstream: opts.downstream, single: opts.singleItem });
+  if (!opts.dry) refuseMissingInputs(graph, selected, locate);
   const forceTargets = opts.force ? (targets.length ? targetStages(graph, targets) : new Set(selected)) : new Set<string>();
   // the flag / CUDA_VISIBLE_DEVICES are checked now; nvidia-smi only if a stage that runs needs GPUs
   const poolNoDetect = await resolveGpuPool(opts.gpus, process.env, false);
