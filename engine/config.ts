@@ -118,7 +118,7 @@ function allowedKeys(parent: KeyPath): string[] | undefined {
   if (parent.length === 0) return ["stages"];
   const last = parent[parent.length - 1];
   if (typeof last === "string" && KEYS_BY_PARENT[last]) return KEYS_BY_PARENT[last];
-  if (parent.includes("outs")) return ["persist"];
+  if (parent.includes("outs")) return ["persist", "cache"];
   if (parent[0] === "stages" && (parent.length === 2 || (parent.length === 3 && last === "do"))) {
     return parent.length === 3 ? STAGE_KEYS.filter((k) => k !== "foreach" && k !== "do") : STAGE_KEYS;
   }
@@ -396,18 +396,20 @@ function resolveStage(
   (s.outs ?? []).forEach((o, i) => {
     let p: string;
     let persist = false;
+    let cache = true;
     if (typeof o === "string") p = norm(o, "outs", i);
     else {
       const [k, opts] = Object.entries(o)[0]!;
       p = norm(k, "outs", i);
       persist = (opts as { persist?: boolean } | null)?.persist === true;
+      cache = (opts as { cache?: boolean } | null)?.cache !== false;
     }
     const topDir = p.split("/")[0]!;
     if (RESERVED_OUT_ROOTS.includes(topDir) || ["pipeline.yaml", "params.yaml"].includes(p) || /^pipeline(\.[^/]+)?\.lock$/.test(p)) {
       throw new InputError(`${at("outs", i)}: ${label}.outs[${i}]: ${p} is the pipeline's own file or state; choose another out path`);
     }
     if (outs.some((x) => x.path === p)) throw new InputError(`${at("outs", i)}: ${label}.outs[${i}]: ${p} is listed twice`);
-    outs.push({ path: p, persist });
+    outs.push(cache ? { path: p, persist } : { path: p, persist, cache });
   });
 
   const env: Record<string, string> = {};

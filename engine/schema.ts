@@ -56,8 +56,11 @@ function build(resolved: boolean) {
       persist: scalar(z.boolean({ error: "expected true or false" }), "expected true or false")
         .optional()
         .describe("keep the out in place between runs (the command resumes from it); default false"),
+      cache: scalar(z.boolean({ error: "expected true or false" }), "expected true or false")
+        .optional()
+        .describe("store the out in the content-addressed cache (checkout, push/pull, run-cache); default true"),
     })
-    .describe("out options; only `persist` is supported");
+    .describe("out options: `persist`, `cache`");
 
   const out = z
     .union(

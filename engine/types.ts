@@ -25,6 +25,8 @@ export interface Out {
   path: string;
   /** DVC's `persist: true`: left in place so an interrupted command can resume. */
   persist: boolean;
+  /** `cache: false`: not stored in the content-addressed cache (the user manages it). Default true. */
+  cache?: boolean;
 }
 
 export interface Resources {

@@ -26,6 +26,7 @@ import { Provenance } from "../provenance.ts";
 import { Runner, type RunSummary } from "../runner.ts";
 import { LocalExecutor, killAllLocalJobs } from "../executor-local.ts";
 import type { Executor, Stage, StageStatus } from "../types.ts";
+import { CacheHooks } from "../cache/hooks.ts";
 
 export interface ReproOptions {
   force?: boolean;
@@ -36,6 +37,11 @@ export interface ReproOptions {
   gpus?: string;
   executor?: "local" | "slurm";
   wait?: boolean;
+  /** false: `--no-run-cache` (always run the command). */
+  runCache?: boolean;
+  /** `--pull`: fetch what the cache lacks from the remote first. */
+  pull?: boolean;
+  remote?: string;
 }
 
 /** The stages the targets name (`capture` = all its instances), for -f. */
@@ -157,9 +163,13 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
       signal: ac.signal,
     });
     const provenance = new Provenance(ctx);
+    const say = (m: string) => term.info(m);
+    const fetchRun = opts.pull ? (await import("../cache/pull-for-repro.ts")).pullForRepro(ctx, hasher, selected, graph, opts.remote, say) : undefined;
+    if (fetchRun) await fetchRun.pullOuts();
+    const cache = new CacheHooks(ctx, hasher, { runCache: opts.runCache !== false, fetchRun: fetchRun?.fetchRun, say });
     const runner = new Runner({
       project, graph, selected, force: false, forceTargets, keepGoing: !!opts.keepGoing, jobs,
-      executorName, executor, hasher, terminal: term, provenance, signal: ac.signal,
+      executorName, executor, hasher, terminal: term, provenance, signal: ac.signal, cache,
     });
     await runner.recover();
     const statuses = await runner.plan();

@@ -11,6 +11,7 @@ import { listInterrupted } from "../journal.ts";
 import { formatReason } from "../plan.ts";
 import { computeStatus } from "../status.ts";
 import type { StageStatus } from "../types.ts";
+import { cacheLine } from "../cache/describe.ts";
 
 /** The stable `--json` shape. */
 export function statusJson(statuses: StageStatus[]): unknown {
@@ -49,6 +50,7 @@ export async function status(ctx: ProjectContext, targets: string[], opts: { jso
   // Stages whose last attempt did not finish (the runner's journal) are never "current".
   const interrupted = await listInterrupted(ctx);
   const statuses = await computeStatus(project, graph, selected, { interrupted });
-  process.stdout.write(opts.json ? JSON.stringify(statusJson(statuses), null, 2) + "\n" : formatStatus(statuses));
+  const cache = await cacheLine(ctx);
+  process.stdout.write(opts.json ? JSON.stringify({ ...(statusJson(statuses) as object), cache }, null, 2) + "\n" : formatStatus(statuses) + cache.text + "\n");
   return statuses.some((s) => s.reasons.length > 0) ? 1 : 0;
 }
