@@ -68,13 +68,14 @@ for (const [name, desc] of [
   ["fetch", "download the outs that the lock records from the remote into the cache"],
   ["pull", "fetch, then checkout"],
 ] as const) {
-  program
+  const c = program
     .command(name)
     .description(desc)
     .argument("[targets...]", "stage names (default: all stages)")
     .option("-r, --remote <dir>", "remote directory (default: PIPELINE_REMOTE or `remote:` of pipeline.config.yaml)")
-    .option("-j, --jobs <n>", "files transferred at the same time (default 8)", jobsOpt)
-    .action((targets: string[], opts) => main(async () => (await import("./engine/commands/transfer.ts")).transfer(name, context(), targets, opts)));
+    .option("-j, --jobs <n>", "files transferred at the same time (default 8)", jobsOpt);
+  if (name === "push") c.option("--run-cache", "also every run-cache entry and its outs (not only the runs the lock records)");
+  c.action((targets: string[], opts) => main(async () => (await import("./engine/commands/transfer.ts")).transfer(name, context(), targets, opts)));
 }
 
 program

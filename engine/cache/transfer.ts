@@ -114,6 +114,40 @@ export async function pushRuns(store: CacheStore, remote: Remote, graph: Graph, 
   }
 }
 
+/** Every local run-cache entry (`push --run-cache`): its relative path and the outs it restores. */
+export async function localRuns(store: CacheStore): Promise<{ rel: string; local: string; outs: OutRef[] }[]> {
+  const dir = path.join(store.dir, "runs");
+  const res: { rel: string; local: string; outs: OutRef[] }[] = [];
+  for (const p of fs.existsSync(dir) ? (await fsp.readdir(dir)).sort() : []) {
+    for (const f of (await fsp.readdir(path.join(dir, p))).sort()) {
+      const local = path.join(dir, p, f);
+      try {
+        const e = JSON.parse(await fsp.readFile(local, "utf8")) as { outs: OutRef["ph"][] };
+        res.push({ rel: `runs/${p}/${f}`, local, outs: e.outs.map((ph) => ({ stage: "(run-cache)", ph, writable: false })) });
+      } catch {
+        /* unreadable entry: skipped */
+      }
+    }
+  }
+  return res;
+}
+
+/** Push the objects of every local run-cache entry, then the entries whose objects all made it. */
+export async function pushAllRuns(store: CacheStore, hasher: Hasher, root: string, remote: Remote, o: TransferOptions, sum: TransferSummary): Promise<void> {
+  const runs = await localRuns(store);
+  const s = await push(store, hasher, root, remote, runs.flatMap((r) => r.outs), o);
+  sum.transferred += s.transferred;
+  sum.bytes += s.bytes;
+  sum.resumed += s.resumed;
+  const bad = new Set(s.incomplete.map((x) => x.path));
+  const there = await remote.has(runs.map((r) => r.rel));
+  for (const r of runs) {
+    if (there.has(r.rel) || r.outs.some((x) => bad.has(x.ph.path))) continue;
+    await remote.upload(r.local, r.rel, null, () => {});
+    sum.runs++;
+  }
+}
+
 /** Download the objects of `outs` that the cache lacks (or has corrupt). */
 export async function fetch(store: CacheStore, remote: Remote, outs: OutRef[], o: TransferOptions): Promise<TransferSummary> {
   await remote.open(false);

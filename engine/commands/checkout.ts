@@ -31,7 +31,9 @@ export interface Selection {
 export async function loadSelection(ctx: ProjectContext, targets: string[]): Promise<Selection> {
   const project = await loadProject(ctx);
   const graph = buildGraph(project.stages, (p) => fs.existsSync(path.join(ctx.root, p)));
-  const selected = selectStages(graph, targets, {});
+  // the targets themselves (`capture` = all its instances), not their upstream stages, as in DVC
+  const named = new Set(targets.flatMap((t) => selectStages(graph, [t], {}).filter((n) => n === t || graph.stages.get(n)!.group === t)));
+  const selected = targets.length ? graph.order.filter((n) => named.has(n)) : [...graph.order];
   const settings = cacheSettings(ctx);
   return { graph, selected, lock: readLock(ctx.lockFile), settings, store: new CacheStore(settings.dir, new Linker(settings.link)) };
 }

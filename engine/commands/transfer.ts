@@ -10,12 +10,14 @@ import { ReproMutex } from "../mutex.ts";
 import { lockedOuts } from "../cache/outs.ts";
 import { formatBytes } from "../cache/progress.ts";
 import { openRemote } from "../cache/remote.ts";
-import { fetch, push, pushRuns, type TransferSummary } from "../cache/transfer.ts";
+import { fetch, push, pushAllRuns, pushRuns, type TransferSummary } from "../cache/transfer.ts";
 import { checkoutRefs, loadSelection } from "./checkout.ts";
 
 export interface TransferCliOptions {
   remote?: string;
   jobs?: number;
+  /** push: every run-cache entry (and its objects), not only the lock's runs. */
+  runCache?: boolean;
 }
 
 function line(verb: string, s: TransferSummary, secs: number): string {
@@ -39,6 +41,7 @@ export async function transfer(cmd: "push" | "fetch" | "pull", ctx: ProjectConte
   if (cmd === "push") {
     const s = await push(sel.store, hasher, ctx.root, remote, outs, { jobs, label: "push" });
     await pushRuns(sel.store, remote, sel.graph, sel.selected, sel.lock, s);
+    if (opts.runCache) await pushAllRuns(sel.store, hasher, ctx.root, remote, { jobs, label: "push run-cache" }, s);
     say(`push to ${remote.url}: ${line("uploaded", s, (Date.now() - t0) / 1000)}`);
     incomplete = s.incomplete;
   } else {
