@@ -31,6 +31,8 @@ export function objectRelPath(hash: string, isdir = false): string {
 export class CacheStore {
   /** Objects verified in this process. */
   private readonly verified = new Set<string>();
+  /** Corrupt objects found (and moved to <cache>/corrupt/) in this process. */
+  readonly corrupt: string[] = [];
 
   constructor(
     readonly dir: string,
@@ -73,6 +75,7 @@ export class CacheStore {
         const dest = path.join(this.dir, "corrupt", `${hash}${isdir ? ".dir" : ""}.${Date.now()}`);
         await fsp.mkdir(path.dirname(dest), { recursive: true });
         await fsp.rename(file, dest);
+        this.corrupt.push(dest);
         return "corrupt";
       }
       await this.seal(file);

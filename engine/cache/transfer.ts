@@ -28,6 +28,8 @@ export interface TransferSummary {
   /** Out paths that could not be transferred whole, with why. */
   incomplete: { path: string; why: string }[];
   runs: number;
+  /** Objects found corrupt in the cache (moved to <cache>/corrupt/) and fetched again. */
+  corrupt: number;
 }
 
 interface Obj {
@@ -39,7 +41,7 @@ interface Obj {
 const rel = (o: Obj) => objectRelPath(o.hash, o.isdir);
 
 function emptySummary(): TransferSummary {
-  return { transferred: 0, present: 0, bytes: 0, resumed: 0, incomplete: [], runs: 0 };
+  return { transferred: 0, present: 0, bytes: 0, resumed: 0, incomplete: [], runs: 0, corrupt: 0 };
 }
 
 async function fileSize(f: string): Promise<number> {
@@ -170,7 +172,9 @@ export async function fetch(store: CacheStore, remote: Remote, outs: OutRef[], o
       (dirOf.get(ph.hash) ?? dirOf.set(ph.hash, []).get(ph.hash)!).push(ph.path);
       continue;
     }
-    if ((await store.verify(ph.hash, true)) !== "ok") {
+    const dirState = await store.verify(ph.hash, true);
+    if (dirState === "corrupt") sum.corrupt++;
+    if (dirState !== "ok") {
       const d: Obj = { hash: ph.hash, isdir: true, size: 0 };
       if (!(await remote.has([rel(d)])).has(rel(d))) {
         sum.incomplete.push({ path: ph.path, why: "not on the remote (push it from where it was made)" });
@@ -186,6 +190,7 @@ export async function fetch(store: CacheStore, remote: Remote, outs: OutRef[], o
   const list = [...wanted.values()];
   const states = await mapLimit(list, 32, (x) => store.verify(x.hash));
   const need = list.filter((_, i) => states[i] !== "ok");
+  sum.corrupt += states.filter((x) => x === "corrupt").length;
   sum.present += list.length - need.length;
   const there = await remote.has(need.map(rel));
   const lacking = new Set<string>();

@@ -70,6 +70,7 @@ export async function checkout(ctx: ProjectContext, targets: string[]): Promise<
     const used = sel.store.linker.used();
     const parts = [`${r.restored} restored${used ? ` (${used})` : ""}`, `${r.current} already current`];
     if (r.missing.length) parts.push(`${r.missing.length} not in the cache`);
+    if (sel.store.corrupt.length) parts.push(`${sel.store.corrupt.length} corrupt cache object(s) moved aside: ${sel.store.corrupt.join(", ")}`);
     if (uncached.length) parts.push(`${uncached.length} not cached (cache: false): ${uncached.join(", ")}`);
     if (unlocked.length) parts.push(`${unlocked.length} stage${unlocked.length === 1 ? "" : "s"} not in the lock: ${unlocked.join(", ")}`);
     say(`checkout: ${parts.join("; ")}`);

@@ -22,6 +22,7 @@ export interface TransferCliOptions {
 
 function line(verb: string, s: TransferSummary, secs: number): string {
   const parts = [`${s.transferred} object${s.transferred === 1 ? "" : "s"} ${verb} (${formatBytes(s.bytes)})`, `${s.present} already there`];
+  if (s.corrupt) parts.push(`${s.corrupt} corrupt in the cache (moved to <cache>/corrupt/), fetched again`);
   if (s.resumed) parts.push(`${s.resumed} resumed from an interrupted transfer`);
   if (s.runs) parts.push(`${s.runs} run-cache entr${s.runs === 1 ? "y" : "ies"}`);
   return `${parts.join(", ")} in ${secs.toFixed(1)} s`;
