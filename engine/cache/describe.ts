@@ -5,8 +5,9 @@ import type { ProjectContext } from "../context.ts";
 import { probeLinkType } from "./link.ts";
 import { cacheSettings } from "./settings.ts";
 
-export async function cacheLine(ctx: ProjectContext): Promise<{ dir: string; link: string | null; skipped: string[]; remote: string | null; text: string }> {
+export async function cacheLine(ctx: ProjectContext): Promise<{ dir: string; link: string | null; skipped: string[]; remote: string | null; text: string } | null> {
   const s = cacheSettings(ctx);
+  if (!fs.existsSync(s.dir)) return null;
   let link: string | null = null;
   let skipped: string[] = [];
   try {

@@ -50,7 +50,9 @@ export async function status(ctx: ProjectContext, targets: string[], opts: { jso
   // Stages whose last attempt did not finish (the runner's journal) are never "current".
   const interrupted = await listInterrupted(ctx);
   const statuses = await computeStatus(project, graph, selected, { interrupted });
+  // where the cache is and how it links outs: once there is a cache (a repro stored outs in it)
   const cache = await cacheLine(ctx);
-  process.stdout.write(opts.json ? JSON.stringify({ ...(statusJson(statuses) as object), cache }, null, 2) + "\n" : formatStatus(statuses) + cache.text + "\n");
+  const json = cache ? { ...(statusJson(statuses) as object), cache } : statusJson(statuses);
+  process.stdout.write(opts.json ? JSON.stringify(json, null, 2) + "\n" : formatStatus(statuses) + (cache ? cache.text + "\n" : ""));
   return statuses.some((s) => s.reasons.length > 0) ? 1 : 0;
 }

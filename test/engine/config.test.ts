@@ -196,8 +196,8 @@ describe("loadProject: bad input names file:line:col and key", () => {
     expect(await loadError(`stages:\n  a:\n    deps: [x]\n`)).toBe(
       "pipeline.yaml:3:5: stages.a.cmd: required (expected a command string or a non-empty list of command strings)",
     );
-    expect(await loadError(`stages:\n  a:\n    cmd: x\n    outs:\n      - o:\n          cache: false\n`)).toContain(
-      'pipeline.yaml:6:11: stages.a.outs[0].o: unknown key "cache" (allowed: persist)',
+    expect(await loadError(`stages:\n  a:\n    cmd: x\n    outs:\n      - o:\n          remote: r\n`)).toContain(
+      'pipeline.yaml:6:11: stages.a.outs[0].o: unknown key "remote" (allowed: persist, cache)',
     );
     expect(await loadError(`stagez: {}\n`)).toContain('unknown key "stagez"');
     expect(await loadError(`stages:\n  a@b:\n    cmd: x\n`)).toContain("pipeline.yaml:2:3: stages.a@b: invalid stage name");
