@@ -24,6 +24,8 @@ export interface CacheHookOptions {
 
 export class CacheHooks {
   readonly store: CacheStore;
+  /** Stages restored from the run-cache in this repro (for the summary). */
+  readonly restored = new Set<string>();
 
   constructor(
     private readonly ctx: ProjectContext,
@@ -50,6 +52,7 @@ export class CacheHooks {
       const r = await checkoutOut(this.store, this.hasher, this.ctx.root, o, false, null);
       if (r.state === "missing") return false;
     }
+    this.restored.add(stage.name);
     return true;
   }
 

@@ -87,9 +87,12 @@ function printDry(term: Terminal, statuses: StageStatus[]): void {
   term.info(run.length === 0 ? `all ${statuses.length} selected stages are current; nothing would run` : `${run.length} stage${run.length === 1 ? "" : "s"} would run, ${cur} current`);
 }
 
-function printSummary(term: Terminal, s: RunSummary): void {
+function printSummary(term: Terminal, s: RunSummary, restoredFromRunCache = new Set<string>()): void {
   const parts: string[] = [];
-  if (s.ran.length) parts.push(`ran ${s.ran.length} (${list(s.ran)})`);
+  const ran = s.ran.filter((n) => !restoredFromRunCache.has(n));
+  const restored = s.ran.filter((n) => restoredFromRunCache.has(n));
+  if (ran.length) parts.push(`ran ${ran.length} (${list(ran)})`);
+  if (restored.length) parts.push(`restored from run-cache ${restored.length} (${list(restored)})`);
   const cur = s.current.length + s.currentAfterUpstream.length;
   if (cur) parts.push(`current ${cur}${s.currentAfterUpstream.length ? ` (${s.currentAfterUpstream.length} found current after their upstream ran)` : ""}`);
   if (s.failed.length) parts.push(`FAILED ${s.failed.length} (${list(s.failed)})`);
@@ -178,7 +181,7 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
     provenance.record.gpuPool = pool.ids;
     const summary = await runner.run(statuses, pool.ids);
     await hasher.save();
-    printSummary(term, summary);
+    printSummary(term, summary, cache.restored);
     const code = summary.aborted ? 130 : summary.failed.length ? 1 : 0;
     if (provenance.record.stages.length) provenance.finish(code);
     return code;

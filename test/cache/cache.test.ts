@@ -80,6 +80,7 @@ describe("cache and checkout", () => {
     expect(r.stdout).toContain("make: restored from run-cache");
     expect(r.stdout).toContain("use: restored from run-cache");
     expect(r.stdout).not.toContain("running make");
+    expect(r.stdout).toContain("summary: restored from run-cache 2 (make, use)");
     expect(runs(dir)).toHaveLength(4); // neither command ran a third time
     expect(read(dir, "final.txt")).toBe("a\na-f\n");
     expect((await cli(dir, ["status"])).code).toBe(0);
