@@ -136,6 +136,25 @@ describe("cache and checkout", () => {
     expect(fs.statSync(path.join(dir, "f.txt")).mode & 0o200).toBeTruthy(); // a copy is writable
   });
 
+  it("falls back to copies when the cache is on another file system (hardlinks impossible)", async () => {
+    const other = fs.mkdtempSync("/dev/shm/cache-test-"); // tmpfs: another device than the project in /tmp
+    try {
+      const dir = gitProject("a");
+      const env = { PIPELINE_CACHE_DIR: other, PIPELINE_CACHE_LINK: "hardlink,copy" };
+      expect((await cli(dir, ["repro"], env)).code).toBe(0);
+      expect(filesUnder(path.join(other, "files"))).toHaveLength(5);
+      const st = await cli(dir, ["status"], env);
+      expect(st.stdout).toContain(`cache: ${other} (from PIPELINE_CACHE_DIR); outs are linked by copy (hardlink not supported here)`);
+      fs.rmSync(path.join(dir, "out"), { recursive: true });
+      const co = await cli(dir, ["checkout"], env);
+      expect(co.stdout).toContain("checkout: 1 restored (copy)");
+      expect(fs.statSync(path.join(dir, "out/a.txt")).nlink).toBe(1);
+      expect((await cli(dir, ["status"], env)).code).toBe(0);
+    } finally {
+      fs.rmSync(other, { recursive: true, force: true });
+    }
+  });
+
   it("puts the cache where PIPELINE_CACHE_DIR or pipeline.config.yaml says; a bad config is one clear line, exit 2", async () => {
     const shared = path.join(gitProject("a"), "shared-cache");
     const dir = gitProject("a");
