@@ -125,8 +125,9 @@ describe("directory remote", () => {
     expect(partial).toBeGreaterThan(0);
     expect(partial).toBeLessThan(size);
 
-    const resumed = await cli(dir, ["push", "-r", remote]);
+    const resumed = await cli(dir, ["push", "-r", remote], { PIPELINE_PROGRESS_INTERVAL_MS: "0" });
     expect(resumed.code, resumed.out).toBe(0);
+    expect(resumed.stderr).toMatch(/push: 0\/1 files, [\d.]+ MiB\/6\.0 MiB/); // progress while it streams
     expect(resumed.stdout).toContain("1 object uploaded");
     expect(resumed.stdout).toContain("1 resumed from an interrupted transfer");
     expect(fs.existsSync(`${dest}.partial`)).toBe(false);
