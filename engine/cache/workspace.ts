@@ -90,6 +90,7 @@ export async function checkoutOut(
   if (missing.length) return { state: "missing", objects: missing };
   if (!ph.isdir) {
     await placeFile(store, ph.hash, abs, writable);
+    await hasher.remember(ph.path, ph.hash); // the next status need not read it again
     return { state: "restored", files: 1 };
   }
   const target = (await store.readManifest(ph.hash))!;
@@ -98,7 +99,10 @@ export async function checkoutOut(
   else if (now) await fsp.rm(abs, { force: true }); // a file where a directory belongs
   await fsp.mkdir(abs, { recursive: true });
   const toPlace = Object.entries(target).filter(([rel, v]) => have[rel]?.hash !== v.hash);
-  await mapLimit(toPlace, PARALLEL, ([rel, v]) => placeFile(store, v.hash, path.join(abs, rel), writable));
+  await mapLimit(toPlace, PARALLEL, async ([rel, v]) => {
+    await placeFile(store, v.hash, path.join(abs, rel), writable);
+    await hasher.remember(`${ph.path}/${rel}`, v.hash);
+  });
   for (const rel of Object.keys(have)) {
     if (target[rel]) continue;
     const f = path.join(abs, rel);

@@ -3,6 +3,7 @@
  * switching lock versions (git), the run-cache after a param round trip, `cache: false`, link
  * types, gc and bad settings.
  */
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -53,6 +54,32 @@ describe("cache and checkout", () => {
     expect(read(dir, "mine.txt")).toBe("keep");
     expect(exists(dir, "out/extra.txt")).toBe(false);
     expect(read(dir, "out/a.txt")).toBe("a\n");
+  });
+
+  it("records what checkout placed in the stat cache: the next status reads none of those files", async () => {
+    const dir = gitProject("a");
+    expect((await cli(dir, ["repro"])).code).toBe(0);
+    fs.rmSync(path.join(dir, "out"), { recursive: true });
+    fs.rmSync(path.join(dir, "f.txt"));
+    fs.rmSync(path.join(dir, "final.txt")); // replaced, not edited in place (a hardlinked out is the cache object)
+    fs.writeFileSync(path.join(dir, "final.txt"), "edited\n");
+    for (const link of ["hardlink", "copy"]) {
+      const co = await cli(dir, ["checkout"], { PIPELINE_CACHE_LINK: link });
+      expect(co.code, co.out).toBe(0);
+      const { resolveContext } = await import("../../engine/context.ts");
+      const { Hasher } = await import("../../engine/hashing.ts");
+      const h = new Hasher(resolveContext({ cwd: dir }));
+      const got = await h.hashPaths(["out", "f.txt", "final.txt"]);
+      expect(h.stats.filesHashed).toBe(0);
+      // what was recorded is what is there
+      for (const f of ["f.txt", "final.txt", "out/a.txt"]) {
+        const want = crypto.createHash("sha256").update(fs.readFileSync(path.join(dir, f))).digest("hex");
+        if (f === "out/a.txt") expect(h.manifestSync(got.get("out")!.hash)!["a.txt"]!.hash).toBe(want);
+        else expect(got.get(f)!.hash).toBe(want);
+      }
+      expect((await cli(dir, ["status"])).code).toBe(0);
+      fs.rmSync(path.join(dir, "out/sub"), { recursive: true });
+    }
   });
 
   it("names what the cache lacks and leaves it as it is (exit 1)", async () => {
