@@ -30,7 +30,7 @@ echo "check-demo: changing persona_space.layer reran exactly: $ran"
 
 cp /tmp/demo.yaml.bak params/demo.yaml
 out=$(tsx run.ts -P params/demo.yaml repro 2>&1) || fail "restoring the demo failed: $out"
-restored=$(echo "$out" | sed -n 's/^\([^:]*\): restored from run-cache.*/\1/p' | tr '\n' ' ' | sed 's/ $//')
+restored=$(echo "$out" | sed -n 's/^\([^:]*\): restored from run-cache (an earlier run.*/\1/p' | tr '\n' ' ' | sed 's/ $//')
 [[ "$restored" == "persona_space project report" ]] || fail "layer 1 -> 2: expected 'persona_space project report' restored from the run-cache, got '$restored': $out"
 echo "check-demo: layer back to 2 restored from the run-cache: $restored"
 
