@@ -67,6 +67,9 @@ function counting(onBytes: (n: number) => void, hash: crypto.Hash): Transform {
   });
 }
 
+/** Read/write size of transfers (fs streams default to 64 KiB: too many round trips for GB objects). */
+const CHUNK = 1 << 20;
+
 /** Copy `src` to `final` through `final.partial`, resuming it; verified; renamed into place. */
 export async function resumableCopy(src: string, final: string, expect: string | null, onBytes: (n: number) => void): Promise<TransferInfo> {
   const partial = `${final}.partial`;
@@ -86,12 +89,16 @@ export async function resumableCopy(src: string, final: string, expect: string |
     }
     if (have > 0) {
       // what an interrupted attempt left: hash it (it counts only if the whole matches at the end)
-      for await (const chunk of fs.createReadStream(partial, { end: have - 1 })) hash.update(chunk as Buffer);
+      for await (const chunk of fs.createReadStream(partial, { end: have - 1, highWaterMark: CHUNK })) hash.update(chunk as Buffer);
     }
     const resumedAt = have;
     if (have > 0) onBytes(have);
     if (have < size) {
-      await pipeline(fs.createReadStream(src, { start: have }), counting(onBytes, hash), fs.createWriteStream(partial, { flags: have > 0 ? "a" : "w" }));
+      await pipeline(
+        fs.createReadStream(src, { start: have, highWaterMark: CHUNK }),
+        counting(onBytes, hash),
+        fs.createWriteStream(partial, { flags: have > 0 ? "a" : "w", highWaterMark: CHUNK }),
+      );
     }
     const digest = hash.digest("hex");
     if (expect === null || digest === expect) {
