@@ -16,6 +16,7 @@ import path from "node:path";
 import crypto from "node:crypto";
 import { pipeline } from "node:stream/promises";
 import { Transform } from "node:stream";
+import { hashFile, hashSync } from "hasha";
 import { InputError } from "../errors.ts";
 
 export interface TransferInfo {
@@ -70,6 +71,11 @@ function counting(onBytes: (n: number) => void, hash: crypto.Hash): Transform {
 /** Read/write size of transfers (fs streams default to 64 KiB: too many round trips for GB objects). */
 const CHUNK = 1 << 20;
 
+/** Small files on this thread (a worker round trip costs more), big ones in hasha's worker. */
+async function sha256OfFile(file: string, size: number): Promise<string> {
+  return size <= 256 * 1024 ? hashSync(await fsp.readFile(file), { algorithm: "sha256" }) : hashFile(file, { algorithm: "sha256" });
+}
+
 /** Copy `src` to `final` through `final.partial`, resuming it; verified; renamed into place. */
 export async function resumableCopy(src: string, final: string, expect: string | null, onBytes: (n: number) => void): Promise<TransferInfo> {
   const partial = `${final}.partial`;
@@ -90,6 +96,20 @@ export async function resumableCopy(src: string, final: string, expect: string |
     if (have > 0) {
       // what an interrupted attempt left: hash it (it counts only if the whole matches at the end)
       for await (const chunk of fs.createReadStream(partial, { end: have - 1, highWaterMark: CHUNK })) hash.update(chunk as Buffer);
+    }
+    if (have === 0 && !killAfter) {
+      // a fresh transfer: kernel copy (copy_file_range), then the written bytes are hashed, off the
+      // main thread for big files. A copy cut short leaves a prefix that the next attempt resumes
+      // through the streaming path below (which the kill-after-bytes test hook always takes).
+      await fsp.copyFile(src, partial);
+      const digest = expect === null ? null : await sha256OfFile(partial, size);
+      onBytes(size);
+      if (expect === null || digest === expect) {
+        await fsp.rename(partial, final);
+        return { resumedAt: 0 };
+      }
+      await fsp.rm(partial, { force: true });
+      throw new Error(`${src}: sha256 ${digest!.slice(0, 12)}... does not match ${expect.slice(0, 12)}... (changed or corrupt source)`);
     }
     const resumedAt = have;
     if (have > 0) onBytes(have);
