@@ -65,6 +65,9 @@ program
   .option("--gpus <list>", "GPU ids to schedule on, e.g. 0,1,2,3 (default: CUDA_VISIBLE_DEVICES, else nvidia-smi, else none)")
   .addOption(new Option("--executor <name>", "where stages run (a stage's own `executor:` wins)").choices(["local", "slurm"]).default("local"))
   .option("--wait", "if another repro holds this project, wait for it instead of refusing")
+  .option("--no-run-cache", "run stale stages even when an earlier run with the same identity is in the run-cache")
+  .option("--pull", "first pull missing outs (and run-cache entries) from the remote")
+  .option("-r, --remote <dir>", "remote for --pull (default: PIPELINE_REMOTE or pipeline.config.yaml)")
   .action((targets: string[], opts) =>
     main(async () => (await import("./engine/commands/repro.ts")).repro(context(), targets, opts)),
   );
@@ -77,6 +80,36 @@ program
   .action((targets: string[], opts) =>
     main(async () => (await import("./engine/commands/status.ts")).status(context(), targets, opts)),
   );
+
+const jobsOpt = (v: string) => parseInt(v, 10);
+program
+  .command("checkout")
+  .description("make the outs of the targets (default: all stages) match the lock, from the cache")
+  .argument("[targets...]", "stage names")
+  .action((targets: string[]) => main(async () => (await import("./engine/commands/checkout.ts")).checkout(context(), targets)));
+
+for (const [name, desc] of [
+  ["push", "upload the cached outs that the lock records (and their run-cache entries) to the remote"],
+  ["fetch", "download the outs that the lock records from the remote into the cache"],
+  ["pull", "fetch, then checkout"],
+] as const) {
+  const c = program
+    .command(name)
+    .description(desc)
+    .argument("[targets...]", "stage names (default: all stages)")
+    .option("-r, --remote <dir>", "remote directory (default: PIPELINE_REMOTE or `remote:` of pipeline.config.yaml)")
+    .option("-j, --jobs <n>", "files transferred at the same time (default 8)", jobsOpt);
+  if (name === "push") c.option("--run-cache", "also every run-cache entry and its outs (not only the runs the lock records)");
+  c.action((targets: string[], opts) => main(async () => (await import("./engine/commands/transfer.ts")).transfer(name, context(), targets, opts)));
+}
+
+program
+  .command("gc")
+  .description("remove cache entries that no lock of the workspace (or of the given git revisions) references")
+  .option("--rev <rev...>", "also keep what the locks of these git revisions reference")
+  .option("-A, --all-commits", "also keep what the locks of every commit reference")
+  .option("-n, --dry", "list what would be removed; remove nothing")
+  .action((opts) => main(async () => (await import("./engine/commands/gc.ts")).gc(context(), opts)));
 
 program
   .command("dag")

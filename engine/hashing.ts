@@ -132,6 +132,19 @@ export class Hasher {
     }
   }
 
+  /**
+   * A file just placed with known content (checked out from the content-addressed cache, whose
+   * objects are verified): record its hash without reading it again. Skips the racy-file rule on
+   * purpose (the file was written by us a moment ago, from content of known hash).
+   */
+  async remember(rel: string, hash: string): Promise<void> {
+    const st = await fsp.stat(path.join(this.ctx.root, rel), { bigint: true });
+    const e: CacheEntry = { size: String(st.size), ino: String(st.ino), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs), hash };
+    this.loadCache().set(rel, e);
+    this.changed.set(rel, e);
+    this.listed.add(rel); // not a vanished file of a directory listed before it was placed
+  }
+
   /** Persist the stat cache atomically (merged with what other processes saved meanwhile). */
   async save(): Promise<void> {
     this.forgetVanished();

@@ -42,7 +42,8 @@ import { removeRunning, writeRunning } from "./running.ts";
 import { crashPoint, deleteBackups, prepareOuts, rollback } from "./staging.ts";
 import { safeName, tailLines, type Terminal } from "./output.ts";
 import type { Provenance } from "./provenance.ts";
-import type { Executor, JobResult, JobSpec, LockEntry, Reason, Stage, StageStatus } from "./types.ts";
+import type { CacheHooks } from "./cache/hooks.ts";
+import type { Executor, JobResult, JobSpec, LockEntry, PathHash, Reason, Stage, StageStatus } from "./types.ts";
 
 export type StageOutcome = "ok" | "current" | "failed" | "interrupted";
 
@@ -63,6 +64,8 @@ export interface RunnerOptions {
   provenance: Provenance;
   /** Aborted on Ctrl-C / SIGTERM. */
   signal: AbortSignal;
+  /** Content-addressed cache and run-cache (engine/cache/); absent = no caching. */
+  cache?: CacheHooks;
 }
 
 export interface RunSummary {
@@ -294,10 +297,13 @@ export class Runner {
       // a local job writes it with its id at once (onSubmitted); recovery treats prepare and running alike
       if (execName !== "local" || attachJobId) writeJournal(this.ctx, j, { durable: false });
 
+      // run-cache: an earlier run with this identity left its outs in the cache -> check them out instead
+      const restored = !attachJobId && !this.o.force && !this.o.forceTargets.has(name) && !!(await this.o.cache?.restore(stage, identity));
+      if (restored) this.say(`${name}: restored from run-cache (an earlier run had the same cmd, deps, params and env)`);
       const shown = reasons.slice(0, 3).map(formatReason).join("; ") + (reasons.length > 3 ? `; and ${reasons.length - 3} more (see repro --dry)` : "");
       const why = attachJobId ? `re-attaching to job ${attachJobId}` : shown;
-      this.say(`running ${name}${gpus.length ? ` on GPU ${gpus.join(",")}` : ""}${execName !== "local" ? ` (${execName})` : ""}: ${why}`);
-      if (!attachJobId) for (const c of stage.cmd) this.say(c.split("\n").map((l, i) => `[${name}] ${i === 0 ? "$" : ">"} ${l}`).join("\n"));
+      if (!restored) this.say(`running ${name}${gpus.length ? ` on GPU ${gpus.join(",")}` : ""}${execName !== "local" ? ` (${execName})` : ""}: ${why}`);
+      if (!attachJobId && !restored) for (const c of stage.cmd) this.say(c.split("\n").map((l, i) => `[${name}] ${i === 0 ? "$" : ">"} ${l}`).join("\n"));
 
       const t0 = Date.now();
       const io = {
@@ -307,7 +313,8 @@ export class Runner {
       };
       let res: JobResult;
       try {
-        res = attachJobId ? await executor.attach!(attachJobId, job, io) : await executor.run(job, io);
+        const at = new Date(t0).toISOString();
+        res = restored ? { exitCode: 0, startedAt: at, endedAt: new Date().toISOString() } : attachJobId ? await executor.attach!(attachJobId, job, io) : await executor.run(job, io);
       } catch (e) {
         const now = new Date().toISOString();
         res = { exitCode: null, signal: null, startedAt: new Date(t0).toISOString(), endedAt: now, message: fsErrorText(e) ?? `the ${execName} executor failed: ${(e as Error).message}` };
@@ -367,6 +374,8 @@ export class Runner {
       j.entry = entry;
       writeJournal(this.ctx, j);
       crashPoint("promote", name);
+      // the outs go into the cache (and the run-cache) before the lock names them
+      await this.o.cache?.afterRun(stage, identity, entry.outs);
       // in memory now (downstream stages go on); the journal goes once a lock write holds the entry
       const done = this.lock.set(name, entry).then(
         () => {

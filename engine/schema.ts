@@ -61,7 +61,7 @@ function build(resolved: boolean) {
   const outOptionsShape = {
     ...annotation,
     persist: bool.optional().describe("keep the out in place between runs (the command resumes from it); default false"),
-    cache: bool.optional().describe("store the out in the cache (default true); false for outs the user manages"),
+    cache: bool.optional().describe("store the out in the content-addressed cache (checkout, push/pull, run-cache); default true; false for outs the user manages"),
     checkpoint: bool.optional().describe("DVC 2 checkpoint out (accepted, no effect)"),
     remote: scalar(str()).optional().describe("remote to push this out to"),
     push: bool.optional().describe("push this out to remotes (default true)"),

@@ -29,6 +29,7 @@ import { Provenance } from "../provenance.ts";
 import { Runner, type RunSummary } from "../runner.ts";
 import { LocalExecutor, killAllLocalJobs } from "../executor-local.ts";
 import type { Executor, Stage, StageStatus } from "../types.ts";
+import { CacheHooks } from "../cache/hooks.ts";
 
 export interface ReproOptions {
   force?: boolean;
@@ -40,6 +41,11 @@ export interface ReproOptions {
   gpus?: string;
   executor?: "local" | "slurm";
   wait?: boolean;
+  /** false: `--no-run-cache` (always run the command). */
+  runCache?: boolean;
+  /** `--pull`: fetch what the cache lacks from the remote first. */
+  pull?: boolean;
+  remote?: string;
 }
 
 /** The stages the targets name (`capture` = all its instances), for -f. */
@@ -85,9 +91,12 @@ function printDry(term: Terminal, statuses: StageStatus[]): void {
   term.info(run.length === 0 ? `all ${statuses.length} selected stages are current; nothing would run` : `${run.length} stage${run.length === 1 ? "" : "s"} would run, ${cur} current`);
 }
 
-function printSummary(term: Terminal, s: RunSummary): void {
+function printSummary(term: Terminal, s: RunSummary, restoredFromRunCache = new Set<string>()): void {
   const parts: string[] = [];
-  if (s.ran.length) parts.push(`ran ${s.ran.length} (${list(s.ran)})`);
+  const ran = s.ran.filter((n) => !restoredFromRunCache.has(n));
+  const restored = s.ran.filter((n) => restoredFromRunCache.has(n));
+  if (ran.length) parts.push(`ran ${ran.length} (${list(ran)})`);
+  if (restored.length) parts.push(`restored from run-cache ${restored.length} (${list(restored)})`);
   const cur = s.current.length + s.currentAfterUpstream.length;
   if (cur) parts.push(`current ${cur}${s.currentAfterUpstream.length ? ` (${s.currentAfterUpstream.length} found current after their upstream ran)` : ""}`);
   if (s.failed.length) parts.push(`FAILED ${s.failed.length} (${list(s.failed)})`);
@@ -197,9 +206,13 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
     const selectedOuts = [...new Set(selected.flatMap((n) => graph.stages.get(n)!.outs.map((o) => o.path)))];
     releaseClaim = await guardSharedOuts(ctx, mutex.holder.token, selectedOuts, { wait: opts.wait, say: (m) => term.info(m), signal: ac.signal });
     const provenance = new Provenance(ctx);
+    const say = (m: string) => term.info(m);
+    const fetchRun = opts.pull ? (await import("../cache/pull-for-repro.ts")).pullForRepro(ctx, hasher, selected, graph, opts.remote, say) : undefined;
+    if (fetchRun) await fetchRun.pullOuts();
+    const cache = new CacheHooks(ctx, hasher, { runCache: opts.runCache !== false, fetchRun: fetchRun?.fetchRun, say });
     const runner = new Runner({
       project, graph, selected, force: false, forceTargets, keepGoing: !!opts.keepGoing, jobs,
-      executorName, executor, hasher, terminal: term, provenance, signal: ac.signal,
+      executorName, executor, hasher, terminal: term, provenance, signal: ac.signal, cache,
     });
     await runner.recover();
     const statuses = await runner.plan();
@@ -208,7 +221,7 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
     provenance.record.gpuPool = pool.ids;
     const summary = await runner.run(statuses, pool.ids);
     await hasher.save();
-    printSummary(term, summary);
+    printSummary(term, summary, cache.restored);
     const code = summary.aborted ? 130 : summary.failed.length ? 1 : 0;
     if (provenance.record.stages.length) provenance.finish(code);
     return code;

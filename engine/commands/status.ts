@@ -15,6 +15,7 @@ import { holderIsDead, mutexFile, type MutexHolder } from "../mutex.ts";
 import { formatReason } from "../plan.ts";
 import { computeStatus } from "../status.ts";
 import type { StageStatus } from "../types.ts";
+import { cacheLine } from "../cache/describe.ts";
 
 /** The stable `--json` shape. */
 export function statusJson(statuses: StageStatus[]): unknown {
@@ -58,7 +59,10 @@ export async function status(ctx: ProjectContext, targets: string[], opts: { jso
   if (removed.length && !opts.json) {
     process.stdout.write(`removed from pipeline.yaml (their lock entries are dropped at the next repro): ${removed.join(", ")}\n`);
   }
-  process.stdout.write(opts.json ? JSON.stringify(statusJson(statuses), (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v), 2) + "\n" : formatStatus(statuses));
+  // where the cache is and how it links outs: once there is a cache (a repro stored outs in it)
+  const cache = await cacheLine(ctx);
+  const json = cache ? { ...(statusJson(statuses) as object), cache } : statusJson(statuses);
+  process.stdout.write(opts.json ? JSON.stringify(json, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v), 2) + "\n" : formatStatus(statuses) + (cache ? cache.text + "\n" : ""));
   return statuses.some((s) => s.reasons.length > 0) ? 1 : 0;
 }
 
