@@ -104,13 +104,11 @@ class PromptVerifier:
     data. Mismatch: CaptureError, or (``strict=False``) a warning and the record's own texts are used."""
 
     def __init__(self, role_data_dir: str | None, questions_file: str | None, display_name: str | None,
-                 strict: bool = True, required: bool = False):
+                 strict: bool = True):
         self.dir = Path(role_data_dir) if role_data_dir else None
         if self.dir is not None and not self.dir.is_dir():
-            if required:
-                raise CaptureError(f"{self.dir}: --role-data-dir not found (give the roles directory the transcripts "
-                                   "were generated from, or leave the flag out to skip the check)")
-            self.dir = None
+            raise CaptureError(f"{self.dir}: --role-data-dir not found (give the roles directory the transcripts "
+                               "were generated from, or leave the flag out to skip the check)")
         self.questions = [q.text for q in load_questions(questions_file)] if questions_file else None
         self.display_name = display_name
         self.strict = strict
@@ -128,6 +126,7 @@ class PromptVerifier:
             return
         role_file = self.dir / f"{role}.json"
         if not role_file.exists():
+            print(f"capture: {role}: no {role_file.name} in {self.dir}: its prompts are not checked", file=sys.stderr)
             return
         try:
             rd = load_role(role_file)
@@ -169,7 +168,7 @@ def prepare_role(tokenizer: Any, role: str, path: Path, *, max_length: int | Non
     t0 = time.perf_counter()
     sha = _sha256_file(path)
     try:
-        records = transcripts_mod.read_records(path)
+        records = transcripts_mod.read_finished_records(path)
     except ValueError as e:
         raise CaptureError(str(e)) from None
     by_key: dict[Key, dict] = {}
@@ -658,7 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "recorded in the metadata either way)")
     p.add_argument("--transcript-dir", required=True, help="directory of <role>.jsonl transcripts")
     p.add_argument("--role-data-dir", default=None,
-                   help="role files to cross-check system prompts against (default data/roles/instructions if present)")
+                   help="role files the transcripts were generated from, to cross-check system prompts against "
+                        "(without it, prompts are not checked, and capture says so)")
     p.add_argument("--questions", default=None, help="shared questions JSONL to cross-check questions against")
     p.add_argument("--model-display-name", default=None,
                    help="the {model_name} used at generation (for the default role's check)")
@@ -700,12 +700,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CaptureError("give either --layers or --all-layers, not both")
         if a.max_batch_tokens <= 0:
             raise CaptureError(f"--max-batch-tokens must be positive, got {a.max_batch_tokens}")
-        role_dir = a.role_data_dir
-        required = role_dir is not None
-        if role_dir is None and Path("data/roles/instructions").is_dir():
-            role_dir = "data/roles/instructions"
-        verifier = PromptVerifier(role_dir, a.questions, a.model_display_name, strict=not a.no_verify_prompts,
-                                  required=required)
+        role_dir = str(Path(a.role_data_dir).resolve()) if a.role_data_dir else None
+        verifier = PromptVerifier(role_dir, a.questions, a.model_display_name, strict=not a.no_verify_prompts)
+        if role_dir:
+            also = f", questions against {a.questions}" if a.questions else ""
+            print(f"capture: system prompts checked against {role_dir}{also}", file=sys.stderr)
+        else:
+            print("capture: prompts NOT checked against role data (no --role-data-dir)", file=sys.stderr)
         tokenizer = load_tokenizer(a.model_name, a.checkpoint or None, a.chat_template_from)
         torch.backends.cuda.matmul.allow_tf32 = False  # float32 aggregation must stay float32
         model = load_model(a.model_name, a.checkpoint or None, a.dtype, device, random_init_seed=a.random_init_seed)
@@ -725,7 +726,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             a.checkpoint = checkpoint_label(a.checkpoint, a.random_init_seed)
         run = RunInfo(model=a.model_name, checkpoint=a.checkpoint, compute_dtype=a.dtype,
                       chat_template_sha256=hashlib.sha256(template.encode("utf-8")).hexdigest(),
-                      chat_template_from=a.chat_template_from or "")
+                      chat_template_from=a.chat_template_from or "",
+                      extra={"prompts_checked_against": a.role_data_dir})
         settings = CaptureSettings(layers=tuple(layers), aggregation=a.aggregation, storage_dtype=a.storage_dtype,
                                    max_batch_tokens=a.max_batch_tokens, max_length=max_length)
         summary = run_capture(model, tokenizer, a.transcript_dir, a.output_dir, settings, run, roles=a.roles,
