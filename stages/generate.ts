@@ -1,22 +1,9 @@
 /** generate: role-play transcripts from the final checkpoint (python/generate.py). */
-import { modelArgs } from "./lib/checkpoint.ts";
 import { loadStudyParams } from "./lib/params.ts";
 import { runPython, stageMain, usage } from "./lib/python.ts";
+import { generateArgs } from "./lib/study-args.ts";
 
 await stageMain(async () => {
   const [finalDir, outDir] = usage(2, "generate.ts <final-model-dir> <transcripts-dir>");
-  const p = loadStudyParams();
-  const g = p.generation;
-  const args = [
-    ...modelArgs(p, "final", finalDir),
-    "--run-name", "pipeline", "--output-dir", outDir, "--resume",
-    "--roles-dir", p.roles_dir, "--questions", p.questions_file,
-    "--num-rollouts", g.num_rollouts, "--temperature", g.temperature, "--top-p", g.top_p,
-    "--max-tokens", g.max_tokens, "--seed", g.seed, "--backend", g.backend === "auto" ? "auto" : g.backend,
-    "--model-display-name", p.model_display_name,
-    "--tensor-parallel-size", g.tensor_parallel_size, "--batch-size", g.batch_size,
-  ];
-  if (g.question_count > 0) args.push("--question-count", g.question_count);
-  if (p.roles.length) args.push("--roles", ...p.roles);
-  return runPython("python/generate.py", args);
+  return runPython("python/generate.py", generateArgs(loadStudyParams(), "final", finalDir, outDir));
 });

@@ -36,7 +36,7 @@ import torch
 from . import transcripts as transcripts_mod
 from .batching import plan_batches
 from .model_blocks import ModelStructureError, TruncatedForward, compile_blocks, hidden_size, num_hidden_layers
-from .prompts import ensure_chat_template
+from .prompts import ensure_chat_template, load_chat_template
 from .roles import RoleDataError, fill_system_prompt, load_questions, load_role
 from .spans import ConversationText, EncodedConversation, SpanError, conversation_text, encode_conversations
 
@@ -592,16 +592,9 @@ def load_tokenizer(model_name: str, checkpoint: str | None, chat_template_from: 
     kw = {} if _is_local(model_name) or not checkpoint else {"revision": checkpoint}
     tok = AutoTokenizer.from_pretrained(model_name, **kw)
     template, source = None, model_name
-    if chat_template_from:
-        p = Path(chat_template_from)
-        if p.is_file():
-            template = p.read_text(encoding="utf-8")
-        else:
-            template = AutoTokenizer.from_pretrained(chat_template_from).chat_template
-            if not template:
-                raise CaptureError(f"--chat-template-from {chat_template_from}: that tokenizer has no chat template")
-        source = chat_template_from
     try:
+        if chat_template_from:
+            template, source = load_chat_template(chat_template_from), chat_template_from
         ensure_chat_template(tok, template, source)
     except ValueError as e:
         raise CaptureError(str(e)) from None

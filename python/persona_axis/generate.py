@@ -34,7 +34,7 @@ from .generation_backends import (
     resolve_dtype,
     vllm_importable,
 )
-from .prompts import prompt_token_ids, render_prompt
+from .prompts import ChatTemplateError, ensure_chat_template, load_chat_template, prompt_token_ids, render_prompt
 from .roles import Request, RoleDataError
 from .seeds import request_seed
 from .transcripts import RecordAppender, dumps_record, read_records, record_key, write_records_sorted
@@ -43,7 +43,8 @@ RUN_FILE = "run.json"
 FORMAT = "persona-axis-transcripts/1"
 DEFAULT_MODEL = "allenai/OLMo-2-1124-7B-Instruct"
 # Settings that change the text of a response: a resumed run must match them.
-TEXT_SETTINGS = ("model", "checkpoint", "backend", "sampling", "seed", "dtype", "model_display_name", "questions")
+TEXT_SETTINGS = ("model", "checkpoint", "backend", "sampling", "seed", "dtype", "model_display_name", "questions",
+                 "chat_template_from")
 
 
 class RunConfigError(ValueError):
@@ -92,6 +93,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="vLLM: prompts per generate() call; lines are written after each chunk")
     p.add_argument("--max-model-len", type=int, default=None, help="vLLM: max_model_len")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--chat-template-from", default=None, metavar="MODEL_OR_FILE",
+                   help="use this tokenizer's (or Jinja file's) chat template instead of the model's own: base "
+                        "models have none (the pipeline's on-policy variant passes the reference checkpoint's)")
     a = p.parse_args(argv)
     if a.roles is not None:
         a.roles = [r for item in a.roles for r in item.split(",") if r.strip()] or None
@@ -159,6 +163,8 @@ def run_settings(a: argparse.Namespace, backend: str, dtype: str, role_names: li
         "counts": counts,
         "total": sum(counts.values()),
     }
+    if a.chat_template_from:
+        s["chat_template_from"] = a.chat_template_from
     if backend == "hf":
         s["batch_size"] = a.batch_size
     else:
@@ -330,6 +336,8 @@ def run_generation(a: argparse.Namespace, *, backend_obj: Any = None) -> Path:
     if backend_obj is None:
         backend_obj = make_backend(a, backend)
     tok = backend_obj.tokenizer
+    if a.chat_template_from:
+        ensure_chat_template(tok, load_chat_template(a.chat_template_from), a.chat_template_from)
     params = SamplingSettings(a.temperature, a.top_p, a.max_tokens)
     from .progress import GenerationProgress
 
@@ -378,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     try:
         run_generation(a)
-    except (RoleDataError, RunConfigError) as e:
+    except (RoleDataError, RunConfigError, ChatTemplateError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

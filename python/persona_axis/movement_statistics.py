@@ -43,15 +43,25 @@ def _cells(directory: Path, roles, fs, layer: int, P=None, Q=None) -> Cells:
     return cell_sums(load_layer_rows(directory, sel, layer), P, Q)
 
 
-def movement_statistics(checkpoints: list[tuple[str, Path]], reference_name: str, roles: list[str], fs, layer: int,
-                        align_to: np.ndarray, lineages: dict[str, str], settings: StatSettings) -> MovementStatistics:
+def movement_samples(checkpoints: list[tuple[str, Path]], reference_name: str, roles: list[str], fs, layer: int,
+                     align_to: np.ndarray, settings: StatSettings, weights: torch.Tensor | None = None):
+    """Every metric of every checkpoint over the weight rows (row 0 = the point estimate).
+
+    ``fs``: one FilterSettings for all checkpoints (fixed transcripts), or {checkpoint: FilterSettings}
+    (on-policy: each checkpoint's own judge scores). ``weights``: the (B+1, C) rows to apply (default:
+    row 0 = every cell once, then ``settings.bootstrap`` resamples of the reference's cells); pass the
+    same rows to two calls to pair them. Returns (samples {name: {metric: (B+1,)}}, role_cos, weights).
+    """
+    fs_of = fs if isinstance(fs, dict) else {n: fs for n, _ in checkpoints}
     dirs = dict(checkpoints)
     names = [n for n, _ in checkpoints]
-    ref_cells = _cells(dirs[reference_name], roles, fs, layer)
+    ref_cells = _cells(dirs[reference_name], roles, fs_of[reference_name], layer)
     C, L, d = ref_cells.sums.shape
-    W = torch.ones(1, C, dtype=torch.float64)
-    if settings.bootstrap:
-        W = torch.cat([W, resample_weights(ref_cells, settings.bootstrap, settings.seed, settings.resample_prompts)])
+    W = weights
+    if W is None:
+        W = torch.ones(1, C, dtype=torch.float64)
+        if settings.bootstrap:
+            W = torch.cat([W, resample_weights(ref_cells, settings.bootstrap, settings.seed, settings.resample_prompts)])
     align = torch.from_numpy(np.asarray(align_to, dtype=np.float64))
     step = chunk_size(L, d)
     chunks = [slice(i, min(i + step, W.shape[0])) for i in range(0, W.shape[0], step)]
@@ -61,7 +71,7 @@ def movement_statistics(checkpoints: list[tuple[str, Path]], reference_name: str
     labels = ref_cells.labels[:-1]
     prev_cells: Cells | None = None
     for name in names:
-        cur = ref_cells if name == reference_name else _cells(dirs[name], roles, fs, layer, ref_cells.P, ref_cells.Q)
+        cur = ref_cells if name == reference_name else _cells(dirs[name], roles, fs_of[name], layer, ref_cells.P, ref_cells.Q)
         parts: dict[str, list[np.ndarray]] = {}
         for ci, (c, ref) in enumerate(zip(chunks, refs)):
             means = weighted_means(cur, W[c])
@@ -75,10 +85,17 @@ def movement_statistics(checkpoints: list[tuple[str, Path]], reference_name: str
                 role_cos[name] = {r: float(x) for r, x in zip(labels, cos)}
         samples[name] = {k: np.concatenate(v) for k, v in parts.items()}
         prev_cells = cur
-    return _assemble(names, reference_name, lineages, samples, role_cos, settings)
+    return samples, role_cos, W
 
 
-def _assemble(names, reference_name, lineages, samples, role_cos, settings) -> MovementStatistics:
+def movement_statistics(checkpoints: list[tuple[str, Path]], reference_name: str, roles: list[str], fs, layer: int,
+                        align_to: np.ndarray, lineages: dict[str, str], settings: StatSettings) -> MovementStatistics:
+    samples, role_cos, _ = movement_samples(checkpoints, reference_name, roles, fs, layer, align_to, settings)
+    return _assemble([n for n, _ in checkpoints], reference_name, lineages, samples, role_cos, settings)
+
+
+def blank_refused(names, reference_name, lineages, samples, role_cos=None) -> list[str]:
+    """NaN every shared-basis sample across lineages (in place); the refusal messages."""
     refusals: list[str] = []
     for i, name in enumerate(names):
         blank: set[str] = set()
@@ -86,7 +103,8 @@ def _assemble(names, reference_name, lineages, samples, role_cos, settings) -> M
         if msg:
             refusals.append(msg)
             blank |= set(SHARED_BASIS_REF) | set(NEEDS_BOTH)
-            role_cos.pop(name, None)
+            if role_cos is not None:
+                role_cos.pop(name, None)
         if i > 0:
             msg = refusal(name, lineages[name], names[i - 1], lineages[names[i - 1]], "previous-checkpoint")
             if msg:
@@ -94,6 +112,11 @@ def _assemble(names, reference_name, lineages, samples, role_cos, settings) -> M
                 blank |= set(SHARED_BASIS_PREV)
         for k in blank:
             samples[name][k] = np.full_like(samples[name][k], np.nan)
+    return refusals
+
+
+def _assemble(names, reference_name, lineages, samples, role_cos, settings) -> MovementStatistics:
+    refusals = blank_refused(names, reference_name, lineages, samples, role_cos)
     values = {n: {k: (float(v[0]) if np.isfinite(v[0]) else None) for k, v in samples[n].items()} for n in names}
     intervals = []
     for n in names:

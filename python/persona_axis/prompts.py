@@ -31,6 +31,20 @@ def ensure_chat_template(tokenizer: Any, chat_template: str | None = None, sourc
         )
 
 
+def load_chat_template(source: str) -> str:
+    """A chat template from a file (Jinja text) or from a tokenizer (local directory or Hub id)."""
+    from pathlib import Path
+
+    if Path(source).is_file():
+        return Path(source).read_text(encoding="utf-8")
+    from transformers import AutoTokenizer
+
+    template = AutoTokenizer.from_pretrained(source).chat_template
+    if not template:
+        raise ChatTemplateError(f"--chat-template-from {source}: that tokenizer has no chat template")
+    return template
+
+
 def supports_system_role(tokenizer: Any) -> bool:
     """True when the template renders a system turn (does not raise and keeps the system text)."""
     cached = getattr(tokenizer, "_persona_axis_supports_system", None)

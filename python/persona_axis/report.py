@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from persona_axis import report_statistics  # noqa: E402
+from persona_axis import report_on_policy, report_statistics  # noqa: E402
 from persona_axis.activation_io import InputError, read_csv  # noqa: E402
 
 plt.rcParams.update({
@@ -263,7 +263,7 @@ def _figure(png: Path, alt: str, caption: str) -> str:
 
 def build_html(*, title: str, summary: dict, roles_json: dict, movement: dict, pngs: dict[str, Path],
                params_text: str | None, params_source: str | None, tracked: Sequence[str],
-               statistics_parts: Sequence[str] = ()) -> str:
+               statistics_parts: Sequence[str] = (), on_policy_parts: Sequence[str] = ()) -> str:
     pca = summary["pca"]
     flt = summary["filter"]
     filt = ("none (no judge: every response counts)" if flt["filter"] == "none"
@@ -338,6 +338,7 @@ def build_html(*, title: str, summary: dict, roles_json: dict, movement: dict, p
                  _fmt(c["own_cos_pc1_axis"]), _fmt(c["pc1_loading_corr_ref"]), _fmt(c["mean_role_shift_l2"], 3)]
                 for c in ck], [False] + [True] * 11),
         *statistics_parts,
+        *on_policy_parts,
         "<h2>Models and revisions</h2>",
         _table(["#", "checkpoint", "model", "revision", "activations"],
                [[c["index"], _esc(c["checkpoint"]), _esc(c["model"]), _esc(c["revision"]), _esc(c["activations_dir"])] for c in ck],
@@ -366,7 +367,7 @@ def build_html(*, title: str, summary: dict, roles_json: dict, movement: dict, p
 
 def build_report(persona_space_dir: str | os.PathLike, movement_dir: str | os.PathLike, output_dir: str | os.PathLike, *,
                  params_file: str | None = None, params_json: str | None = None, title: str | None = None,
-                 roles_to_track: Sequence[str] | None = None) -> Path:
+                 roles_to_track: Sequence[str] | None = None, on_policy_dir: str | os.PathLike | None = None) -> Path:
     ps, mv, out = Path(persona_space_dir), Path(movement_dir), Path(output_dir)
     summary = _load_json(ps / "summary.json")
     roles_json = _load_json(ps / "roles.json")
@@ -408,9 +409,15 @@ def build_report(persona_space_dir: str | os.PathLike, movement_dir: str | os.Pa
         pngs["intervals"] = out / "checkpoint_intervals.png"
         report_statistics.plot_intervals(movement, intervals, stats, pngs["intervals"], _save)
     stat_parts = report_statistics.sections(stats, movement, diffs, _table, _figure, pngs)
+    op_summary, op_rows = report_on_policy.load(Path(on_policy_dir) if on_policy_dir is not None else None)
+    if op_rows:
+        pngs["on_policy"] = out / "fixed_vs_on_policy.png"
+        report_on_policy.plot(op_summary, op_rows, pngs["on_policy"], _save)
+    op_parts = report_on_policy.section(op_summary, op_rows, _table, _figure, pngs.get("on_policy"))
     title = title or f"Assistant Axis across checkpoints: {summary['model']}"
     page = build_html(title=title, summary=summary, roles_json=roles_json, movement=movement, pngs=pngs,
-                      params_text=params_text, params_source=params_source, tracked=tracked, statistics_parts=stat_parts)
+                      params_text=params_text, params_source=params_source, tracked=tracked, statistics_parts=stat_parts,
+                      on_policy_parts=op_parts)
     index = out / "index.html"
     index.write_text(page, encoding="utf-8")
     return index
@@ -424,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--params-file", default=None, help="shown verbatim on the page (e.g. params.yaml)")
     g.add_argument("--params-json", default=None, help="params as a JSON string, shown on the page")
+    p.add_argument("--on-policy-dir", default=None, help="on_policy_compare output: fixed vs on-policy side by side")
     p.add_argument("--title", default=None)
     p.add_argument("--roles-to-track", default=None, help="comma-separated roles for the movement plot "
                    "(default: the 3 roles at each end of PC1)")
@@ -435,7 +443,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     tracked = [r.strip() for r in args.roles_to_track.split(",") if r.strip()] if args.roles_to_track else None
     try:
         index = build_report(args.persona_space_dir, args.movement_dir, args.output_dir, params_file=args.params_file,
-                             params_json=args.params_json, title=args.title, roles_to_track=tracked)
+                             params_json=args.params_json, title=args.title, roles_to_track=tracked,
+                             on_policy_dir=args.on_policy_dir)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

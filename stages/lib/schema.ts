@@ -72,6 +72,9 @@ export const StudyParams = z
       gpus: z.number().int().min(0),
     }),
     persona_space: z.object({ layer: z.number().int().min(0) }),
+    // fixed: every checkpoint reads the final checkpoint's transcripts; on_policy: each also generates,
+    // judges and captures its own, compared side by side (stages/on-policy.ts, docs/statistics.md)
+    study: z.object({ transcripts: z.enum(["fixed", "on_policy"], { error: "expected fixed or on_policy" }) }),
     statistics: z.object({
       permutations: z.number().int().min(0),
       bootstrap: z.number().int().min(0),

@@ -1,0 +1,49 @@
+/**
+ * on_policy@<checkpoint>: under `study.transcripts: on_policy`, the checkpoint generates its own
+ * transcripts (the fixed run's roles, prompts, questions, seeds and sampling), which are judged (as
+ * the fixed ones are; the scores select rows when judge.filter is on) and captured on that checkpoint:
+ *   <out>/transcripts, <out>/scores, <out>/activations.
+ * Prompts use the reference (final) checkpoint's chat template for generation and capture alike, as
+ * the fixed capture does: base models have none, and one template everywhere leaves the generated text
+ * as the only difference (docs/statistics.md, "On-policy transcripts").
+ * Under `study.transcripts: fixed` (the default) and for the random-init control (no behaviour to
+ * follow) it only writes on_policy.json saying so: the engine has no conditional stages, so the stage
+ * exists in every profile (as paper_data does).
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { templateSource } from "./lib/checkpoint.ts";
+import { loadStudyParams } from "./lib/params.ts";
+import { runPython, stageMain, usage } from "./lib/python.ts";
+import { captureArgs, generateArgs, judgeArgs } from "./lib/study-args.ts";
+
+export const NOTE = "on_policy.json";
+
+function note(outDir: string, body: Record<string, unknown>): number {
+  // persist out: clear what an earlier on-policy run left, so the out says only what holds now
+  fs.rmSync(outDir, { recursive: true, force: true });
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.writeFileSync(path.join(outDir, NOTE), JSON.stringify(body, null, 1) + "\n");
+  return 0;
+}
+
+await stageMain(async () => {
+  const [name, modelDir, outDir] = usage(3, "on-policy.ts <checkpoint> <model-dir> <out-dir>");
+  const p = loadStudyParams();
+  if (p.study.transcripts === "fixed") {
+    return note(outDir, { checkpoint: name, on_policy: "off", note: "study.transcripts is fixed: every checkpoint reads the final checkpoint's transcripts" });
+  }
+  if (p.checkpoints[name].init === "random") {
+    return note(outDir, { checkpoint: name, on_policy: "skipped", reason: "random-init control: it has no behaviour of its own to follow; its floor is its capture of the fixed transcripts" });
+  }
+  fs.mkdirSync(outDir, { recursive: true });
+  fs.rmSync(path.join(outDir, NOTE), { force: true });
+  const template = templateSource(p, path.join(path.dirname(modelDir), "final"));
+  const transcripts = path.join(outDir, "transcripts");
+  let code = await runPython("python/generate.py", generateArgs(p, name, modelDir, transcripts, template));
+  if (code !== 0) return code;
+  // judged always, as the fixed transcripts are; the scores select rows only when judge.filter is on
+  code = await runPython("python/judge.py", judgeArgs(p, transcripts, path.join(outDir, "scores")));
+  if (code !== 0) return code;
+  return runPython("python/capture.py", captureArgs(p, name, modelDir, transcripts, path.join(outDir, "activations"), template));
+});
