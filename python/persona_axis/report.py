@@ -69,7 +69,7 @@ def _save(fig, path: Path) -> None:
 
 # --- figures --------------------------------------------------------------------------------------
 
-def plot_variance(summary: dict, path: Path, max_components: int = 20) -> None:
+def plot_variance(summary: dict, path: Path, max_components: int = 20, stats: dict | None = None) -> None:
     evr = np.array(summary["pca"]["explained_variance_ratio"], dtype=float) * 100
     n = min(max_components, len(evr))
     cum = np.cumsum(evr)[:n]
@@ -77,6 +77,16 @@ def plot_variance(summary: dict, path: Path, max_components: int = 20) -> None:
     fig, ax = plt.subplots(figsize=(8, 4.2))
     ax.bar(x, evr[:n], color="#4c72b0", label="explained variance of the component")
     ax.plot(x, cum, "o-", color="#dd8452", label="cumulative")
+    pc1 = (stats or {}).get("numbers", {}).get("explained_variance_pc1")
+    if pc1:
+        lo, hi, v = (_num(pc1[k]) * 100 for k in ("ci_low", "ci_high", "value"))
+        if np.isfinite(lo):
+            ax.errorbar([1], [v], yerr=[[max(v - lo, 0)], [max(hi - v, 0)]], fmt="none", ecolor="black", capsize=5,
+                        lw=1.5, label="PC1: 95% bootstrap interval")
+        nm, n95 = _num(pc1["null_mean"]) * 100, _num(pc1["null_p95"]) * 100
+        if np.isfinite(nm):
+            ax.fill_between([0.55, 1.45], [nm, nm], [n95, n95], color="#c44e52", alpha=0.35,
+                            label="PC1: label-shuffle null (mean to 95th pct)")
     for t, k in sorted(summary["pca"]["components_for"].items(), key=lambda kv: int(kv[0])):
         ax.axhline(int(t), color="grey", lw=0.6, ls=":")
         ax.text(n + 0.6, int(t), f"{t}%: {k if k is not None else '-'} PCs", va="center", fontsize=8, color="dimgrey")
@@ -143,7 +153,8 @@ def default_tracked_roles(summary: dict, n: int = 3) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def plot_axis_movement(movement: dict, by_role: list[dict], tracked: Sequence[str], path: Path) -> None:
+def plot_axis_movement(movement: dict, by_role: list[dict], tracked: Sequence[str], path: Path,
+                       intervals: Sequence[dict] = ()) -> None:
     names = [c["checkpoint"] for c in movement["checkpoints"]]
     x = np.arange(len(names))
     table: dict[str, dict[str, float]] = {}
@@ -157,6 +168,15 @@ def plot_axis_movement(movement: dict, by_role: list[dict], tracked: Sequence[st
     for i, role in enumerate(tracked):
         ax.plot(x, [table[role][c] for c in names], "o-", ms=4, lw=1.3, color=ROLE_COLORS[i % len(ROLE_COLORS)], label=role)
     ax.plot(x, [table["default"][c] for c in names], "*-", ms=12, lw=2.4, color=DEFAULT_COLOR, label="default Assistant")
+    ci = {r["checkpoint"]: r for r in intervals if r["metric"] == "default_axis_projection"}
+    if ci:
+        v = np.array([_num(ci.get(c, {}).get("value")) for c in names])
+        lo = np.array([_num(ci.get(c, {}).get("ci_low")) for c in names])
+        hi = np.array([_num(ci.get(c, {}).get("ci_high")) for c in names])
+        ok = np.isfinite(v) & np.isfinite(lo) & np.isfinite(hi)
+        if ok.any():
+            ax.errorbar(x[ok], v[ok], yerr=np.abs(np.vstack([v[ok] - lo[ok], hi[ok] - v[ok]])), fmt="none",
+                        ecolor=DEFAULT_COLOR, capsize=4, lw=1.2, label="default: paired 95% interval")
     ref = movement["reference_checkpoint"]
     if ref in names:
         ax.axvline(names.index(ref), color="black", lw=0.6, ls=":")
@@ -296,9 +316,10 @@ def build_html(*, title: str, summary: dict, roles_json: dict, movement: dict, p
         "<h2>Variance explained</h2>",
         _figure(pngs["variance"], "variance explained by principal components",
                 "Bars: fraction of the role vectors' variance on each component (mean-centred PCA, no scaling). "
-                "Line: cumulative. Dotted: the 70/80/90/95% levels with the number of components needed. "
-                "<b>How to read this:</b> a tall first bar means one direction dominates persona space; compare PC1's "
-                "share with its label-shuffle null in the statistics section before calling it structure."),
+                "Line: cumulative. Dotted: the 70/80/90/95% levels with the number of components needed. On PC1: black "
+                "bar = its 95% bootstrap interval, red band = its label-shuffle null (mean to 95th percentile). "
+                "<b>How to read this:</b> a tall first bar means one direction dominates persona space, but only if its "
+                "interval sits above the red null band (shuffled role labels); the random-init floor is in the statistics section."),
         "<h2>Persona space at the reference</h2>",
         _figure(pngs["pc1_pc2"], "roles on PC1 and PC2",
                 "Each dot is a role vector (mean activation of its responses that passed the filter), coloured by its "
@@ -318,14 +339,17 @@ def build_html(*, title: str, summary: dict, roles_json: dict, movement: dict, p
         _figure(pngs["movement"], "default and selected roles projected on the reference axis by checkpoint",
                 f"Projection of each checkpoint's default vector and role vectors onto the unit reference axis "
                 f"(layer {movement['pca_layer']}). Every checkpoint uses the same {len(movement['roles'])} roles and the same "
-                f"responses (transcripts and judge scores shared). Tracked roles: {_esc(', '.join(tracked))}. "
+                f"responses (transcripts and judge scores shared). Tracked roles: {_esc(', '.join(tracked))}. Bars on the "
+                "default: paired 95% intervals (questions resampled, the same resamples for every checkpoint); the "
+                "role lines are point estimates (the spread of the grey band shows how far roles lie apart). "
                 "<b>How to read this:</b> raw activation units of one shared basis: valid only within one pretraining run "
                 "(other lineages are left blank), and a global shift of the residual stream moves every line together; "
                 "the own-unit numbers with intervals below separate persona movement from such shifts."),
         _figure(pngs["similarity"], "cosine heatmaps by checkpoint and layer",
                 "Left: cosine of each checkpoint's axis with the reference checkpoint's axis, per layer. Right: cosine of "
                 "each checkpoint's own PC1 with its own axis (PC1 sign-aligned to the axis, so ≥ 0). <b>How to read "
-                "this:</b> the right panel is basis-free; read it against the random-init row, the floor given the same texts."),
+                "this:</b> the right panel is basis-free; read it against the random-init row, the floor given the same texts. "
+                "Both at the PCA layer, with paired 95% intervals, are in the per-checkpoint panels below."),
         "<h2>Movement table</h2>",
         _table(["checkpoint", "cos(axis, ref axis)", "axis norm", "default on ref axis", "default position (0–1)",
                 "mean role on ref axis", "default on ref PC1", "own PC1 var.", "own PCs for 70%", "cos(own PC1, own axis)",
@@ -397,11 +421,11 @@ def build_report(persona_space_dir: str | os.PathLike, movement_dir: str | os.Pa
     out.mkdir(parents=True, exist_ok=True)
     pngs = {"variance": out / "variance_explained.png", "pc1_pc2": out / "persona_space_pc1_pc2.png",
             "movement": out / "axis_movement.png", "similarity": out / "axis_similarity.png"}
-    plot_variance(summary, pngs["variance"])
-    plot_pc1_pc2(summary, projections, pngs["pc1_pc2"])
-    plot_axis_movement(movement, by_role, tracked, pngs["movement"])
-    plot_axis_similarity(movement, pngs["similarity"])
     stats, nulls, intervals, diffs = report_statistics.load(ps, mv)
+    plot_variance(summary, pngs["variance"], stats=stats)
+    plot_pc1_pc2(summary, projections, pngs["pc1_pc2"])
+    plot_axis_movement(movement, by_role, tracked, pngs["movement"], intervals)
+    plot_axis_similarity(movement, pngs["similarity"])
     if stats:
         pngs["nulls"] = out / "null_distributions.png"
         report_statistics.plot_nulls(stats, nulls, pngs["nulls"], _save)
