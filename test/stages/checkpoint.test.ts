@@ -30,7 +30,9 @@ describe("checkpoint params", () => {
     const p = loadStudyParams(["params/alignment-pretraining.yaml"]);
     expect(lineageOf(p, "filtered_dpo")).toBe("filtered");
     expect(lineageOf(p, "final")).toBe("unfiltered");
-    expect(lineageOf(p, "aligned_sft")).toBe("aligned");
+    expect(lineageOf(p, "e2e_aligned_sft")).toBe("e2e_aligned");
+    expect(lineageOf(p, "cpt_misaligned_base")).toBe("cpt_misaligned");
+    expect(lineageOf(p, "random_init")).toBe("random-init-random_init");
   });
 
   it("refuses a random-init reference, a bad lineage and a missing statistics block, naming the key", () => {
@@ -40,5 +42,7 @@ describe("checkpoint params", () => {
     expect(() => loadStudyParams([bad2])).toThrow(/checkpoints\.base\.lineage/);
     const bad3 = withProfile((d) => { delete d.statistics; });
     expect(() => loadStudyParams([bad3])).toThrow(/statistics/);
+    const bad4 = withProfile((d) => { d.study.transcripts = "sometimes"; });
+    expect(() => loadStudyParams([bad4])).toThrow(/study\.transcripts: expected fixed or on_policy/);
   });
 });
