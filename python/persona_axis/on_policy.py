@@ -125,6 +125,7 @@ def compare(reference_dir: Path, fixed: list[tuple[str, Path]], fixed_scores: Pa
         "summary": {
             "transcripts": "on_policy",
             "reference_checkpoint": reference_name,
+            "order": names,
             "reference_dir": str(reference_dir),
             "pca_layer": layer,
             "roles": roles,

@@ -58,7 +58,8 @@ def _bars(v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def plot(summary: dict, rows: list[dict], path: Path, save: Callable) -> None:
-    names = list(summary["checkpoints"])
+    names = summary.get("order") or list(summary["checkpoints"])
+    floors = [n for n in names if summary["checkpoints"][n]["on_policy"] == "skipped"]
     metrics = [m for m in summary["headline_metrics"] if m in LABELS]
     table = {(r["checkpoint"], r["metric"]): r for r in rows}
     cols = 4
@@ -73,12 +74,16 @@ def plot(summary: dict, rows: list[dict], path: Path, save: Callable) -> None:
             lo = np.array([get(n, f"{key}_ci_low") for n in names])
             hi = np.array([get(n, f"{key}_ci_high") for n in names])
             ax.errorbar(x + dx, v, yerr=_bars(v, lo, hi), fmt="o", color=color, capsize=3, ms=4, label=label)
+        for n in floors:
+            v = _n(table.get((n, m), {}).get("fixed"))
+            if np.isfinite(v):
+                ax.axhline(v, color="#7f7f7f", ls="--", lw=1, label=f"{n} (no on-policy run): floor")
         ax.set_title(LABELS[m], fontsize=9)
         ax.set_xticks(x)
         ax.set_xticklabels(names, rotation=35, ha="right", fontsize=7)
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=7, frameon=False)
+    axes.flat[0].legend(fontsize=6, frameon=False)
     fig.tight_layout()
     save(fig, path)
 
@@ -103,7 +108,8 @@ def section(summary: dict | None, rows: list[dict], table: Callable, figure: Cal
     if png is not None:
         parts.append(figure(png, "fixed vs on-policy numbers per checkpoint",
                             "Blue = on the final checkpoint's (fixed) transcripts, red = on the checkpoint's own transcripts; "
-                            "bars = paired 95% intervals. At the reference the two coincide when its own generation "
+                            "bars = paired 95% intervals; dashed grey = a checkpoint without an on-policy run (the random-init "
+                            "control) on the fixed transcripts, the floor. At the reference the two coincide when its own generation "
                             "reproduces the fixed transcripts. <b>How to read this:</b> where red tracks blue, a change "
                             "across checkpoints is the same text represented differently; where red departs from blue "
                             "(the difference's interval excludes 0 in the table) the checkpoint's behaviour, the text it "
