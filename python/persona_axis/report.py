@@ -325,7 +325,8 @@ def build_html(*, title: str, summary: dict, roles_json: dict, movement: dict, p
                 "Each dot is a role vector (mean activation of its responses that passed the filter), coloured by its "
                 "projection on the Assistant Axis. The star is the default Assistant. Labels: the roles at both ends of PC1. "
                 "PC1 is oriented so that cos(PC1, axis) ≥ 0. <b>How to read this:</b> the Assistant-like roles should sit "
-                "near the star at the high-PC1 end; the axis colouring shows how far PC1 and the axis agree."),
+                "near the star at the high-PC1 end; the axis colouring shows how far PC1 and the axis agree. The default's "
+                "position on PC1 and cos(axis, PC1), with intervals and label-shuffle nulls, are in the statistics section."),
         "<h2>PC1 extremes</h2>",
         '<div class="extremes" id="pc1-extremes">',
         _table(["#", "Assistant-like end (high PC1)", "PC1"],
@@ -436,7 +437,7 @@ def build_report(persona_space_dir: str | os.PathLike, movement_dir: str | os.Pa
     op_summary, op_rows = report_on_policy.load(Path(on_policy_dir) if on_policy_dir is not None else None)
     if op_rows:
         pngs["on_policy"] = out / "fixed_vs_on_policy.png"
-        report_on_policy.plot(op_summary, op_rows, pngs["on_policy"], _save)
+        report_on_policy.plot(op_summary, op_rows, pngs["on_policy"], _save, stats)
     op_parts = report_on_policy.section(op_summary, op_rows, _table, _figure, pngs.get("on_policy"))
     title = title or f"Assistant Axis across checkpoints: {summary['model']}"
     page = build_html(title=title, summary=summary, roles_json=roles_json, movement=movement, pngs=pngs,

@@ -57,7 +57,12 @@ def _bars(v: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.abs(np.vstack([np.where(np.isfinite(lo), v - lo, 0), np.where(np.isfinite(hi), hi - v, 0)]))
 
 
-def plot(summary: dict, rows: list[dict], path: Path, save: Callable) -> None:
+#: Panels compared with the reference's label-shuffle null (persona_space summary.json statistics).
+NULLS = {"own_cos_pc1_axis": "cos_axis_pc1", "own_explained_variance_pc1": "explained_variance_pc1",
+         "own_default_pc1_position": "default_pc1_position"}
+
+
+def plot(summary: dict, rows: list[dict], path: Path, save: Callable, stats: dict | None = None) -> None:
     names = summary.get("order") or list(summary["checkpoints"])
     floors = [n for n in names if summary["checkpoints"][n]["on_policy"] == "skipped"]
     metrics = [m for m in summary["headline_metrics"] if m in LABELS]
@@ -74,6 +79,10 @@ def plot(summary: dict, rows: list[dict], path: Path, save: Callable) -> None:
             lo = np.array([get(n, f"{key}_ci_low") for n in names])
             hi = np.array([get(n, f"{key}_ci_high") for n in names])
             ax.errorbar(x + dx, v, yerr=_bars(v, lo, hi), fmt="o", color=color, capsize=3, ms=4, label=label)
+        null = (stats or {}).get("numbers", {}).get(NULLS.get(m, ""))
+        if null and np.isfinite(_n(null["null_mean"])):
+            ax.axhspan(_n(null["null_mean"]), _n(null["null_p95"]), color="#dd8452", alpha=0.2,
+                       label="label-shuffle null (reference, mean to 95th pct)")
         for n in floors:
             v = _n(table.get((n, m), {}).get("fixed"))
             if np.isfinite(v):
@@ -109,7 +118,7 @@ def section(summary: dict | None, rows: list[dict], table: Callable, figure: Cal
         parts.append(figure(png, "fixed vs on-policy numbers per checkpoint",
                             "Blue = on the final checkpoint's (fixed) transcripts, red = on the checkpoint's own transcripts; "
                             "bars = paired 95% intervals; dashed grey = a checkpoint without an on-policy run (the random-init "
-                            "control) on the fixed transcripts, the floor. At the reference the two coincide when its own generation "
+                            "control) on the fixed transcripts, the floor; orange band = the reference's label-shuffle null. At the reference the two coincide when its own generation "
                             "reproduces the fixed transcripts. <b>How to read this:</b> where red tracks blue, a change "
                             "across checkpoints is the same text represented differently; where red departs from blue "
                             "(the difference's interval excludes 0 in the table) the checkpoint's behaviour, the text it "

@@ -135,3 +135,28 @@ def test_too_few_common_roles_is_one_clear_error(study, tmp_path):
     assert res.returncode == 2
     assert "only 2 role(s) (r4, r6) pass the filter on every on-policy checkpoint" in res.stderr
     assert not (root / "cmp_bad").exists()
+
+
+def test_report_shows_both_columns_and_marks_the_behaviour_change(study):
+    root, rows, _ = study
+    args = ["--reference-dir", root / "ps", "--scores-dir", root / "scores" / "fixed", "--output-dir", root / "mv",
+            "--bootstrap", 50, "--seed", 5, "--lineage", "rand=random-init-rand"]
+    for c in ("rand", "base", "final"):
+        args += ["--checkpoint", f"{c}={root / 'fixed' / c}"]
+    res = run(ROOT / "python" / "project.py", *args)
+    assert res.returncode == 0, res.stderr
+    res = run(ROOT / "python" / "report.py", "--persona-space-dir", root / "ps", "--movement-dir", root / "mv",
+              "--on-policy-dir", root / "cmp", "--output-dir", root / "report")
+    assert res.returncode == 0, res.stderr
+    page = (root / "report" / "index.html").read_text()
+    assert "Fixed vs on-policy transcripts" in page and 'data-file="fixed_vs_on_policy.png"' in page
+    assert (root / "report" / "fixed_vs_on_policy.png").stat().st_size > 10_000
+    assert page.count("How to read this") >= 8  # every figure and table says how to read it
+    row = rows[("base", "default_axis_position")]
+    assert row["difference_excludes_zero"] == "true"
+    cell = page[page.index("default&#x27;s position on the reference axis", page.index("Fixed vs on-policy")):]
+    assert cell.split("</tr>")[0].rstrip().endswith("<td>✔</td>")
+    res = run(ROOT / "python" / "report.py", "--persona-space-dir", root / "ps", "--movement-dir", root / "mv",
+              "--output-dir", root / "report_fixed")
+    assert res.returncode == 0, res.stderr
+    assert "On-policy variant off" in (root / "report_fixed" / "index.html").read_text()
