@@ -136,6 +136,14 @@ def check_access(model: str, sha: str) -> None:
 
 def chat_template_at(model: str, sha: str, siblings: list[str]) -> str | None:
     """The chat template stored at the commit (chat_template.jinja/.json or tokenizer_config.json), or None."""
+    e = _errors()
+    try:
+        return _chat_template_at(model, sha, siblings)
+    except e.GatedRepoError:
+        raise HubCheckpointError(f"{model}: gated repository, no access ({_token_hint()})") from None
+
+
+def _chat_template_at(model: str, sha: str, siblings: list[str]) -> str | None:
     from huggingface_hub import hf_hub_download
 
     if "chat_template.jinja" in siblings:

@@ -11,7 +11,8 @@ check and download a model, for tests that drive the real client (HF_ENDPOINT=<u
 
 Errors carry X-Error-Code as the Hub does (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo).
 A gated repository answers its files only with ``Authorization: Bearer <a known token>``.
-``drop_after[path] = n`` makes the next GET of that file stop after n bytes (connection closed).
+``drop_after[path] = n`` makes the next GET of that file stop after n bytes (connection closed);
+``fail_next[path] = k`` answers the next k GETs of that file with 500.
 Every request is logged (method, path, Range, whether a token came) in ``hub.log``.
 """
 from __future__ import annotations
@@ -45,6 +46,7 @@ class FakeHub:
         self.tokens = set(tokens)
         self.log: list[dict] = []
         self.drop_after: dict[str, int] = {}
+        self.fail_next: dict[str, int] = {}
         self._n = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -219,6 +221,9 @@ class _Handler(BaseHTTPRequestHandler):
             start = int(rng[6:].split("-")[0] or 0)
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
         body = data[start:]
+        if self.command == "GET" and self.hub.fail_next.get(fpath, 0) > 0:
+            self.hub.fail_next[fpath] -= 1
+            return self._error(500, "InternalError", "storage backend unavailable")
         drop = self.hub.drop_after.pop(fpath, None) if self.command == "GET" else None
         if drop is not None:
             # Announce the whole body, send part of it, close: a connection lost mid-file.
