@@ -15,6 +15,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import httpx
+
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 
@@ -103,6 +105,14 @@ def _missing(model: str, revision: str, err: Exception, api) -> HubCheckpointErr
     return HubCheckpointError(f"{model}@{revision}: {type(err).__name__}: {str(err).splitlines()[0]}")
 
 
+def unreachable(model: str, revision: str, err: BaseException) -> HubCheckpointError:
+    from huggingface_hub import constants
+
+    msg = str(err).splitlines()[0] if str(err) else ""
+    return HubCheckpointError(f"{model}@{revision}: cannot reach the Hub at {constants.ENDPOINT} "
+                              f"({type(err).__name__}: {msg}); run this on a node with network (or set HF_ENDPOINT)")
+
+
 def _token_hint() -> str:
     return "a token is set: request access on the model page" if token_present() else \
         "no token: set HF_TOKEN or run `hf auth login`"
@@ -116,6 +126,8 @@ def resolve(name: str, model: str, revision: str, api=None) -> Pin:
         info = api.model_info(model, revision=revision)
     except (e.RepositoryNotFoundError, e.RevisionNotFoundError) as err:
         raise _missing(model, revision, err, api) from None
+    except (OSError, httpx.HTTPError, e.HfHubHTTPError) as err:  # connection refused, DNS, timeouts, Hub 5xx
+        raise unreachable(model, revision, err) from None
     if not info.sha or not SHA_RE.match(info.sha):
         raise HubCheckpointError(f"{model}@{revision}: the Hub returned no commit sha")
     return Pin(name=name, model=model, revision=revision, sha=info.sha)
@@ -207,7 +219,7 @@ def format_table(rows: list[CheckRow], template_source: str) -> str:
             tmpl = "own"
         else:
             tmpl = f"none: borrows {template_source}'s"
-        body.append((r.name, f"{r.model}@{r.revision}", r.sha[:12] or "MISSING", human_size(r.size) if r.sha else "-",
+        body.append((r.name, f"{r.model}@{r.revision}", r.sha[:12] or ("?" if "cannot reach" in r.problem else "MISSING"), human_size(r.size) if r.sha else "-",
                      r.gated if r.sha else "-", tmpl))
     widths = [max(len(str(x[i])) for x in [head, *body]) for i in range(len(head))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip() for line in [head, *body]]
@@ -224,8 +236,16 @@ def download(pin: Pin, *, progress: bool = True) -> str:
     from huggingface_hub import snapshot_download
     from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
 
+    from .model_loading import hub_offline
+
     (enable_progress_bars if progress else disable_progress_bars)()
     e = _errors()
+    if hub_offline():
+        path = cached_snapshot(pin.model, pin.sha)
+        if path is None:
+            raise HubCheckpointError(f"{pin.model}@{pin.short()}: not in the cache and HF_HUB_OFFLINE=1: run this "
+                                     "step on a node with network")
+        return path  # complete per the cached file listing; verified when it was downloaded
     try:
         path = snapshot_download(pin.model, revision=pin.sha)
     except (e.RepositoryNotFoundError, e.RevisionNotFoundError) as err:

@@ -178,9 +178,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import httpx
+
     a = build_parser().parse_args(argv)
     try:
         return a.fn(a)
     except HubCheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except httpx.TransportError as e:  # the Hub went away mid-way (not a problem of the params)
+        from huggingface_hub import constants
+
+        print(f"error: lost the connection to the Hub at {constants.ENDPOINT}: {type(e).__name__}: {e}; "
+              "rerun (complete files are kept)", file=sys.stderr)
+        return 1

@@ -240,6 +240,14 @@ def test_offline_loading_of_the_pinned_sha(hub, tiny_models, tmp_path):
     ref = AutoModelForCausalLM.from_pretrained(tiny_models["a"], dtype=torch.float32)
     want = ref(torch.tensor([tok("You are a pirate captain.")["input_ids"]])).logits[0, -1, :8].tolist()
     assert got["template"] and got["logits"] == pytest.approx(want, abs=1e-5)
+    # The models stage reruns on an offline node: pins kept, the cached snapshot accepted.
+    spec = cps(final=(MODEL, "main"))
+    r = models_py(off, "pin", "--checkpoints", spec, "--out-dir", str(out))
+    assert r.returncode == 0 and "kept at" in r.stdout, r.stderr
+    assert models_py(off, "download", "--out-dir", str(out), "--no-progress").returncode == 0
+    # Resolving needs the Hub: without it, one line saying so (exit 2), no traceback.
+    r = models_py(env, "check", "--checkpoints", spec)
+    assert r.returncode == 2 and "cannot reach the Hub at " + hub.url in r.stdout and "Traceback" not in r.stderr
     # A commit that was never downloaded fails at once, with what to run.
     r = subprocess.run([PY, "-c", OFFLINE_LOAD, MODEL, sha_b], env=off, capture_output=True, text=True, timeout=180)
     assert r.returncode == 3 and "is not in the Hugging Face cache" in r.stdout and "repro models" in r.stdout
