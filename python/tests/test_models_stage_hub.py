@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from fake_hub_server import FakeHub
-from test_hub_checkpoints import BASE, MODEL, client_env, tiny_models  # noqa: F401 (fixture)
+from test_hub_checkpoints import BASE, MODEL, TOKEN, client_env, tiny_models  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +56,7 @@ def test_models_stage_pins_downloads_and_generate_runs_offline(project, tiny_mod
         sha_a = hub.commit_dir(MODEL, tiny_models["a"])
         hub.commit_dir(BASE, tiny_models["base"])
         write_profile(project)
-        env = {**client_env(hub, tmp_path / "hf"), "PATH": os.environ["PATH"]}
+        env = {**client_env(hub, tmp_path / "hf", token=TOKEN), "PATH": os.environ["PATH"]}
         env.pop("PYTHONPATH")
 
         chk = subprocess.run(["node_modules/.bin/tsx", "stages/models.ts", "--check", "-P", "hubtest.yaml"], cwd=project,
@@ -89,5 +89,12 @@ def test_models_stage_pins_downloads_and_generate_runs_offline(project, tiny_mod
         st = run(project, env, "status", "generate")
         assert st.returncode == 1
         assert "outputs/hubtest/models/final/checkpoint.json" in st.stdout, st.stdout
+        # The token (HF_TOKEN, sent to the Hub) is in no log, lock, provenance record or output.
+        assert any(x["auth"] for x in hub.log)
+        for d, _, names in os.walk(project):  # does not enter the node_modules/.venv links
+            for n in names:
+                f = Path(d) / n
+                if f.is_file() and not f.is_symlink():
+                    assert TOKEN.encode() not in f.read_bytes(), f
     finally:
         hub.stop()
