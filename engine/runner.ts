@@ -292,11 +292,13 @@ export class Runner {
       for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
       Object.assign(env, stage.env);
       // Where the command finds its params (DVC-style scripts read them themselves): the params file
-      // in force (params.yaml, or the -P profile that replaces it), the profile's name and the stage.
+      // in force (params.yaml, or the -P profile that replaces it), the profile's name, the stage and
+      // the params it tracks (a command that reads only these cannot depend on an untracked one).
       env.PIPELINE_ROOT = this.ctx.root;
       env.PIPELINE_PARAMS_FILES = this.ctx.profileFile ?? this.ctx.paramsFile;
       env.PIPELINE_PROFILE = this.ctx.profile;
       env.PIPELINE_STAGE = name;
+      env.PIPELINE_STAGE_PARAMS = JSON.stringify(stage.params); // the params this stage tracks
       if (gpus.length) env.CUDA_VISIBLE_DEVICES = gpus.join(",");
       const j = journal;
       const job: JobSpec = {

@@ -1,0 +1,99 @@
+/**
+ * The stage glue (stages/*.ts) and pipeline.yaml agree on what each stage reads:
+ *  - its code deps are exactly the code it runs (scripts/stage-deps.ts derives them);
+ *  - every param its glue reads is tracked: each glue is run, as the runner runs it, with the params
+ *    its stage tracks (PIPELINE_STAGE_PARAMS) and a recording stand-in for Python, for both the study's
+ *    params.yaml and the demo profile. Reading an untracked key fails the run.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { execa } from "execa";
+import { afterAll, describe, expect, it } from "vitest";
+import { loadProject } from "../../engine/config.ts";
+import { resolveContext } from "../../engine/context.ts";
+
+const ROOT = path.resolve(import.meta.dirname, "../..");
+const TSX = path.join(ROOT, "node_modules/.bin/tsx");
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "glue-test-"));
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function copyProject(): string {
+  const dir = fs.mkdtempSync(path.join(tmp, "proj-"));
+  for (const f of ["pipeline.yaml", "stages", "python", "scripts/python_deps.py"]) {
+    fs.cpSync(path.join(ROOT, f), path.join(dir, f), { recursive: true, filter: (s) => !s.includes("__pycache__") && !s.includes("/tests") });
+  }
+  return dir;
+}
+
+const stageDeps = (dir: string, ...args: string[]) =>
+  execa(TSX, [path.join(ROOT, "scripts/stage-deps.ts"), dir, ...args], { reject: false, env: { PERSONA_PYTHON: path.join(ROOT, ".venv/bin/python") } });
+
+describe("code deps derived from the code", () => {
+  it("pipeline.yaml lists exactly the code each stage runs", async () => {
+    const r = await stageDeps(ROOT);
+    expect(r.stderr).toBe("");
+    expect(r.exitCode).toBe(0);
+  });
+
+  it("names a module a stage imports but does not list, and one it lists but does not run; --write fixes both", async () => {
+    const dir = copyProject();
+    // A new module, imported lazily inside a function of the report's code.
+    fs.writeFileSync(path.join(dir, "python/persona_axis/palette.py"), "COLORS = ['red']\n");
+    const rep = path.join(dir, "python/persona_axis/report.py");
+    fs.appendFileSync(rep, "\n\ndef _palette():\n    from .palette import COLORS\n    return COLORS\n");
+    const pipe = path.join(dir, "pipeline.yaml");
+    const yaml = fs.readFileSync(pipe, "utf8");
+    fs.writeFileSync(pipe, yaml.replace("        - python/persona_axis/roles.py\n", "").replace("      - python/project.py\n", "      - python/project.py\n      - python/persona_axis/seeds.py\n"));
+    const r = await stageDeps(dir);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain("stages.report.deps: missing python/persona_axis/palette.py");
+    expect(r.stderr).toContain("stages.capture.deps: missing python/persona_axis/roles.py");
+    expect(r.stderr).toContain("stages.project.deps: python/persona_axis/seeds.py is not code the stage runs");
+    expect(r.stderr).toContain("scripts/stage-deps.ts --write");
+    expect((await stageDeps(dir, "--write")).exitCode).toBe(0);
+    expect(await stageDeps(dir)).toMatchObject({ exitCode: 0, stderr: "" });
+    const fixed = fs.readFileSync(pipe, "utf8");
+    expect(fixed).toContain("      - python/persona_axis/palette.py\n");
+    // Everything else in the file (comments, data deps, params) is kept as written.
+    expect(fixed.replace("      - python/persona_axis/palette.py\n", "")).toBe(yaml);
+  });
+});
+
+describe("every param a stage's glue reads is tracked", () => {
+  const recorder = path.join(tmp, "python-recorder.sh");
+  fs.writeFileSync(recorder, '#!/bin/sh\nprintf "%s\\n" "$@" >> "$RECORD"\n', { mode: 0o755 });
+
+  async function runGlue(cmd: string, env: Record<string, string>) {
+    const cwd = fs.mkdtempSync(path.join(tmp, "run-"));
+    const [, glue, ...args] = cmd.split(/\s+/);
+    const record = path.join(cwd, "argv.txt");
+    const r = await execa(TSX, [path.join(ROOT, glue), ...args], {
+      cwd, reject: false, env: { PERSONA_PYTHON: recorder, RECORD: record, OPENAI_API_KEY: "test", ...env },
+    });
+    return { ...r, argv: fs.existsSync(record) ? fs.readFileSync(record, "utf8").split("\n") : [] };
+  }
+
+  for (const profile of [undefined, "params/demo.yaml"]) {
+    it(`${profile ?? "params.yaml"}: each glue runs with only its tracked params`, async () => {
+      const project = await loadProject(resolveContext({ cwd: ROOT, paramsFile: profile }));
+      const paramsFile = project.ctx.profileFile ?? project.ctx.paramsFile;
+      for (const s of project.stages) {
+        const r = await runGlue(s.cmd[0], { PIPELINE_PARAMS_FILES: paramsFile, PIPELINE_STAGE: s.name, PIPELINE_STAGE_PARAMS: JSON.stringify(s.params) });
+        expect(r.stderr, s.name).not.toContain("error:");
+        expect(r.exitCode, s.name).toBe(0);
+        if (s.name !== "models" || profile) expect(r.argv[0], s.name).toMatch(/^python\/\w+\.py$/);
+      }
+    });
+  }
+
+  it("a glue that reads a param its stage does not track fails, naming the key and the fix", async () => {
+    const project = await loadProject(resolveContext({ cwd: ROOT, paramsFile: "params/demo.yaml" }));
+    const s = project.stages.find((x) => x.name === "capture@final")!;
+    const { ["capture.max_batch_tokens"]: _dropped, ...tracked } = s.params;
+    const r = await runGlue(s.cmd[0], { PIPELINE_PARAMS_FILES: project.ctx.profileFile!, PIPELINE_STAGE: s.name, PIPELINE_STAGE_PARAMS: JSON.stringify(tracked) });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain("stage capture@final reads params key capture.max_batch_tokens, which it does not track: add `capture.max_batch_tokens` to stages.capture.params in pipeline.yaml");
+    expect(r.argv).toEqual([]);
+  });
+});
