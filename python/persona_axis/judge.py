@@ -112,8 +112,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=16, help="openai backend: requests in flight")
     p.add_argument("--max-retries", type=int, default=6, help="retries per request after the first attempt")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
-    p.add_argument("--backoff-base", type=float, default=1.0, help="first retry delay in seconds (doubles, with jitter)")
-    p.add_argument("--max-backoff", type=float, default=60.0, help="longest retry delay in seconds")
     p.add_argument("--max-tokens", type=int, default=8, help="reply tokens")
     p.add_argument("--fail-on-missing", action="store_true", help="exit 1 if any score is still missing at the end")
     p.add_argument("--no-progress", action="store_true")
@@ -135,8 +133,7 @@ def make_backend(a: argparse.Namespace):
     if key is None and "api.openai.com" in a.base_url:
         raise JudgeInputError(f"no API key: set ${a.api_key_env} (or --api-key-env NAME) for {a.base_url}")
     return OpenAIJudge(a.base_url, a.judge_model, key, concurrency=a.concurrency, max_retries=a.max_retries,
-                       timeout=a.timeout, max_tokens=a.max_tokens, backoff_base=a.backoff_base,
-                       max_backoff=a.max_backoff)
+                       timeout=a.timeout, max_tokens=a.max_tokens)
 
 
 def judge_settings(a: argparse.Namespace) -> dict:
