@@ -256,7 +256,3 @@ export class LocalExecutor implements Executor {
     });
   }
 }
-
-export function createLocalExecutor(): LocalExecutor {
-  return new LocalExecutor();
-}

@@ -70,10 +70,6 @@ function envMs(name: string): number | undefined {
   return n;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 function isoOf(slurmTime: string | undefined, fallback: Date): string {
   if (slurmTime) {
     const d = new Date(slurmTime); // sacct prints the login node's local time, as does Date

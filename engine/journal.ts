@@ -120,10 +120,6 @@ export function readJournals(ctx: ProjectContext, onBad?: (file: string, why: st
   return out;
 }
 
-export function readJournal(ctx: ProjectContext, stage: string): Journal | null {
-  return readJournals(ctx).find((j) => j.stage === stage) ?? null;
-}
-
 /**
  * Stages whose last attempt did not complete (a journal exists): `status` must not call them
  * current, and `repro` reruns (or resumes) them.

@@ -160,7 +160,6 @@ export const topLevelSchema = z.strictObject({
   stages: z.record(z.string(), z.unknown(), { error: "expected a mapping of stage name -> stage" }),
 });
 
-export type RawStage = z.infer<typeof plainStageSchema>;
 export type ResolvedStage = z.infer<typeof resolvedStageSchema>;
 
 /** The JSON Schema published for editors (`tsx run.ts schema`). */

@@ -16,11 +16,11 @@ import path from "node:path";
 import { execFileSync } from "node:child_process";
 import YAML, { isMap, isScalar, isSeq, type Document, type YAMLMap, type YAMLSeq } from "yaml";
 
-export const SHARED = ["stages/lib/python.ts", "stages/lib/params.ts"];
+const SHARED = ["stages/lib/python.ts", "stages/lib/params.ts"];
 const CODE_DEP = /^(stages|python)\//;
 
 /** The stages/ files a glue module imports, transitively (relative static imports). */
-export function glueClosure(root: string, entry: string): string[] {
+function glueClosure(root: string, entry: string): string[] {
   const seen = new Set<string>();
   const todo = [entry];
   while (todo.length) {
@@ -50,7 +50,7 @@ function python(root: string): string {
 }
 
 /** The code deps a stage's cmd implies, in pipeline.yaml order: glue, then scripts, then modules. */
-export function derivedCodeDeps(root: string, cmd: string): string[] {
+function derivedCodeDeps(root: string, cmd: string): string[] {
   const entries = [...cmd.matchAll(/(?:^|\s)(stages\/[\w.-]+\.ts)\b/g)].map((m) => m[1]);
   if (!entries.length) return [];
   const glue = [...new Set(entries.flatMap((e) => glueClosure(root, e)))];
@@ -64,7 +64,7 @@ export function derivedCodeDeps(root: string, cmd: string): string[] {
   return [...glue.filter((f) => !SHARED.includes(f)).sort(sortGlue), ...scripts, ...modules];
 }
 
-export interface StageDiff {
+interface StageDiff {
   stage: string;
   missing: string[];
   extra: string[];
@@ -78,7 +78,7 @@ function stageBody(stage: unknown): YAMLMap | undefined {
   return isMap(d) ? d : stage;
 }
 
-export function diffStages(root: string, doc: Document): StageDiff[] {
+function diffStages(root: string, doc: Document): StageDiff[] {
   const stages = doc.get("stages", true);
   if (!isMap(stages)) throw new Error("pipeline.yaml: no stages mapping");
   const out: StageDiff[] = [];

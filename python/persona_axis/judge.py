@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .roles import DEFAULT_ROLE, RoleDataError, load_roles
-from .transcripts import RecordAppender, dumps_record, read_records, record_key, write_records_sorted
+from .transcripts import RecordAppender, read_records, record_key, write_records_sorted
 
 SUMMARY_FILE = "summary.json"
 JUDGE_KEYS = ("system_prompt_idx", "question_idx", "rollout_idx", "score")

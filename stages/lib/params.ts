@@ -42,7 +42,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
  * The part of `full` under the dotted `keys` (a key tracks its whole subtree), as an object that
  * throws when the code reads a key of `full` outside them.
  */
-export function trackedView<T extends object>(full: T, keys: string[], stage: string): T {
+function trackedView<T extends object>(full: T, keys: string[], stage: string): T {
   const partial = new WeakSet<object>(); // containers holding only some of their keys
   const root: Record<string, unknown> = {};
   partial.add(root);

@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { cli, exists, groupMembers, inproc, makeProject, read, startCli, waitFor } from "./helpers.ts";
+import { exists, groupMembers, inproc, makeProject, read, startCli, waitFor } from "./helpers.ts";
 
 /** A stage that writes a partial out and then, if the file `hold` exists, blocks until `release` exists. */
 const HOLDING = {
