@@ -148,10 +148,8 @@ export class Runner {
           continue;
         }
         if (active && ex) {
-          if (ex instanceof Object && "kill" in ex && typeof (ex as { kill: unknown }).kill === "function") {
-            this.say(`${j.stage}: stopping process group ${j.jobId} left running by an interrupted run (${who})`);
-            await (ex as unknown as { kill(id: string): Promise<void> }).kill(j.jobId);
-          }
+          this.say(`${j.stage}: stopping job ${j.jobId} left running by an interrupted run (${who})`);
+          await ex.cancel(j.jobId);
         }
       }
       this.rollback(j);
@@ -333,7 +331,7 @@ export class Runner {
         res = attachJobId ? await executor.attach!(attachJobId, job, io) : await executor.run(job, io);
       } catch (e) {
         const now = new Date().toISOString();
-        res = { exitCode: null, signal: null, startedAt: new Date(t0).toISOString(), endedAt: now, message: `the ${execName} executor failed: ${(e as Error).message}` };
+        res = { ok: false, exitCode: null, signal: null, startedAt: new Date(t0).toISOString(), endedAt: now, message: `the ${execName} executor failed: ${(e as Error).message}` };
       }
       this.o.terminal.stageEnded(name);
       const record = (outcome: "ok" | "failed", message?: string) =>
@@ -358,8 +356,7 @@ export class Runner {
         this.say(`${name}: interrupted; its outputs were rolled back${j.outs.some((x) => x.persist) ? " (persist outs kept for resuming)" : ""}, nothing recorded`);
         return "interrupted";
       }
-      const ok = res.exitCode === 0 && !res.signal && !(res.state && /FAIL|TIMEOUT|MEMORY|CANCEL/.test(res.state));
-      if (!ok) {
+      if (!res.ok) {
         const code = res.signal ? `signal ${res.signal}` : res.exitCode === null ? "no exit code" : `exit code ${res.exitCode}`;
         const meaning = res.message ?? `${code}: ${explainExit(res.exitCode, res.signal)}`;
         this.undo(j);
@@ -517,13 +514,10 @@ export class Runner {
   /** A scheduler job of an interrupted attempt with another identity: cancel it and roll back. */
   private async cancelAttach(name: string, a: AttachPlan, executor: Executor): Promise<void> {
     this.say(`${name}: the still active job ${a.journal.jobId} ran with another cmd, deps, params or env; cancelling it`);
-    const ac = new AbortController();
-    ac.abort();
     try {
-      if (!executor.attach) throw new Error("no attach");
-      await executor.attach(a.journal.jobId!, { stage: this.o.graph.stages.get(name)!, cwd: this.ctx.root, env: {}, gpus: [], logFile: path.join(this.ctx.profileStateDir, "logs", `${safeName(name)}.cancelled.log`), identity: a.journal.identity }, { onOutput: () => {}, signal: ac.signal });
-    } catch {
-      /* cancelled */
+      await executor.cancel(a.journal.jobId!);
+    } catch (e) {
+      this.say(`${name}: ${(e as Error).message}`);
     }
     this.rollback(a.journal);
     this.attach.delete(name);

@@ -89,7 +89,7 @@ describe("kill -9 of the runner", () => {
     fs.rmSync(path.join(dir, "hold"));
     const r = await inproc(dir, ["repro"]);
     expect(r.code, r.out).toBe(0);
-    expect(r.out).toMatch(/slow: stopping process group .* left running by an interrupted run/);
+    expect(r.out).toMatch(/slow: stopping job .* left running by an interrupted run/);
     expect(groupMembers(pgid)).toEqual([]);
     expect(read(dir, "o.txt")).toBe("v1\n");
     expect((await inproc(dir, ["status"])).code).toBe(0);
