@@ -11,7 +11,8 @@ import { createSlurmExecutor, type SlurmExecutor } from "../../engine/executor-s
 import { resolveContext } from "../../engine/context.ts";
 import { jobNamePrefix } from "../../engine/slurm/sbatch.ts";
 import type { ExecutorIO, JobSpec } from "../../engine/types.ts";
-import { REPO, cleanup, ensureSlurm, makeProject, sacctRows, tmpProject, waitFor } from "./cluster.ts";
+import { jobName } from "../../engine/slurm/sbatch.ts";
+import { REPO, cleanup, ensureSlurm, makeProject, sacctRows, squeueByPrefix, startCli, tmpProject, waitFor } from "./cluster.ts";
 
 const dirs: string[] = [];
 let root: string;
@@ -83,5 +84,26 @@ describe("executor seam on SLURM", () => {
     expect(rows[0]).toMatchObject({ state: "COMPLETED" });
     expect(rows[0].name.startsWith(jobNamePrefix(dir))).toBe(true);
     expect((await cli("status")).exitCode).toBe(0);
+  });
+
+  it("a job left by a killed runner with another identity is cancelled through cancel(), then the stage runs afresh", async () => {
+    const dir = makeProject("slurm-recancel-", {
+      "params.yaml": "x: 1\n",
+      "pipeline.yaml": "stages:\n  slow:\n    cmd:\n      - echo step1\n      - sleep 60\n      - echo ${x} > slow.txt\n    outs: [slow.txt]\n",
+    });
+    dirs.push(dir);
+    const first = startCli(dir, ["repro", "--executor", "slurm"]);
+    await waitFor(() => /^\[slow\] step1$/m.test(first.out()), 60_000, "the job to run");
+    first.child.kill("SIGKILL");
+    await first.done;
+    const [old] = squeueByPrefix(jobName(dir, "slow"));
+    expect(old?.state).toBe("RUNNING");
+    fs.writeFileSync(path.join(dir, "params.yaml"), "x: 2\n");
+    fs.writeFileSync(path.join(dir, "pipeline.yaml"), fs.readFileSync(path.join(dir, "pipeline.yaml"), "utf8").replace("sleep 60", "sleep 1"));
+    const second = await startCli(dir, ["repro", "--executor", "slurm"]).done;
+    expect(second.code, second.out).toBe(0);
+    expect(second.out).toContain(`the still active job ${old.jobId} ran with another cmd, deps, params or env; cancelling it`);
+    expect(sacctRows({ ids: [old.jobId] })[0].state.split(" ")[0]).toBe("CANCELLED");
+    expect(fs.readFileSync(path.join(dir, "slow.txt"), "utf8")).toBe("2\n");
   });
 });
