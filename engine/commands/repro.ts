@@ -45,6 +45,9 @@ function targetStages(graph: Graph, targets: string[]): Set<string> {
   return out;
 }
 
+/** The SLURM executor's module, once a run has loaded it (for the forced-exit scancel). */
+let slurmModule: typeof import("../executor-slurm.ts") | undefined;
+
 function executorFactory(ctx: ProjectContext): (name: string) => Promise<Executor> {
   const cache = new Map<string, Promise<Executor>>();
   return (name) => {
@@ -54,8 +57,8 @@ function executorFactory(ctx: ProjectContext): (name: string) => Promise<Executo
         if (name === "local") return new LocalExecutor();
         if (name === "slurm") {
           // Loaded lazily (only runs that use SLURM pay for it); a plain import, so the bundle carries it.
-          const { createSlurmExecutor } = await import("../executor-slurm.ts");
-          return createSlurmExecutor(ctx);
+          slurmModule = await import("../executor-slurm.ts");
+          return slurmModule.createSlurmExecutor(ctx);
         }
         throw new InputError(`unknown executor ${JSON.stringify(name)}; expected local or slurm`);
       })();
@@ -139,6 +142,7 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
       return;
     }
     killAllLocalJobs();
+    slurmModule?.cancelAllSlurmJobsSync();
     mutex?.release();
     process.exit(130);
   };
