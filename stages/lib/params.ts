@@ -82,10 +82,15 @@ function trackedView<T extends object>(full: T, keys: string[], stage: string): 
   return wrap(root, full, "") as T;
 }
 
-/** The params this stage's command may read (all of them when run by hand). */
-export function loadStudyParams(): Study {
+/**
+ * The params this stage's command may read (all of them when run by hand): those its stage tracks,
+ * plus `untracked`, keys the glue declares as unable to change the stage's outputs (how fast it
+ * runs, where credentials are), which must not make a finished stage stale.
+ */
+export function loadStudyParams(opts: { untracked?: string[] } = {}): Study {
   const study = loadWholeStudy(paramsFile());
   const tracked = process.env.PIPELINE_STAGE_PARAMS;
   if (tracked === undefined) return study;
-  return trackedView(study, Object.keys(JSON.parse(tracked) as Record<string, unknown>), process.env.PIPELINE_STAGE ?? "?");
+  const keys = [...Object.keys(JSON.parse(tracked) as Record<string, unknown>), ...(opts.untracked ?? [])];
+  return trackedView(study, keys, process.env.PIPELINE_STAGE ?? "?");
 }
