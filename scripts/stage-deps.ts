@@ -130,4 +130,4 @@ function main(): number {
   return 0;
 }
 
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith("stage-deps.ts")) process.exitCode = main();
+process.exitCode = main();
