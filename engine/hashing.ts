@@ -193,7 +193,7 @@ export class Hasher {
   /**
    * List the regular files below a directory with their stats. Synchronous on purpose: a no-op
    * status is mostly thousands of stats of cached files, and sync stats in one loop cost a
-   * fraction of promise-based ones (measured in BENCHMARKS.md). Hashing stays concurrent.
+   * fraction of promise-based ones (measured in docs/benchmarks.md). Hashing stays concurrent.
    */
   private listFiles(absDir: string, relRoot: string, sub: string, out: FileToHash[], seen: Set<string>): void {
     let entries: fs.Dirent[];
