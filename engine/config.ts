@@ -175,7 +175,7 @@ export interface LoadedParams {
 
 /**
  * The params in force: the profile file (`-P params/demo.yaml`) when one is given, which REPLACES
- * params.yaml (profiles are complete params files: see params/*.yaml and stages/lib/params.ts),
+ * params.yaml (profiles are complete params files: see params/*.yaml),
  * else params.yaml. A missing params.yaml gives `{}` (fine as long as nothing needs params).
  */
 export function loadParams(ctx: ProjectContext): LoadedParams {

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test || exit $?
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 npx tsc --noEmit; tsc=$?
-.venv/bin/ruff check --quiet python scripts; lint=$?
+.venv/bin/ruff check --quiet python scripts bench; lint=$?
 npx vitest run "$@"; ts=$?
 .venv/bin/python -m pytest python/tests -q; py=$?
 echo "tsc exit $tsc, ruff exit $lint, vitest exit $ts, pytest exit $py"
