@@ -193,9 +193,6 @@ def run_judge(a: argparse.Namespace) -> dict:
             bar.close()
             for ap in appenders.values():
                 ap.close()
-        retries = getattr(backend, "retries", 0)
-        if retries:
-            print(f"judge: {retries} retries", file=sys.stderr)
     for n in names:
         if results[n] or (out / f"{n}.jsonl").exists():
             write_sorted(out / f"{n}.jsonl", results[n])

@@ -31,7 +31,11 @@ class OpenAIJudge:
 
     def __init__(self, base_url: str, model: str, api_key: str | None, *, concurrency: int = 16,
                  max_retries: int = 6, timeout: float = 60.0, max_tokens: int = 8):
-        import openai
+        try:
+            import openai
+        except ImportError:
+            raise JudgeFatalError("the openai package is missing: run `npm run setup` (it syncs .venv with "
+                                  "python/requirements.lock) or install openai into $PERSONA_PYTHON's env") from None
 
         self.model = model
         self.base_url = base_url
