@@ -6,17 +6,32 @@
  *
  * A stage's code is its glue (the stages/*.ts its cmd runs, with the stages/ modules it imports), the
  * Python scripts the glue runs (runPython("python/x.py")) and the project modules those import
- * (scripts/python_deps.py, ast-based). The shared transport glue (how to run Python, how to read
- * params: SHARED below) is left out of every stage's identity, so that editing a message there does
- * not make every capture@* stale; it cannot change what a stage computes. Deps outside stages/ and
- * python/ (data, upstream outs) are left as written.
+ * (scripts/python_deps.py, ast-based). The shared glue that cannot change what a stage computes (how
+ * to run Python, how to read params, the params' validation: SHARED below) is left out of every
+ * stage's identity, so that editing a message there does not make every capture@* stale. The
+ * check enforces that the schema only validates: its defaults come from stages/lib/defaults.ts (a
+ * dep of the stages), and it transforms no value. Deps outside stages/ and python/ (data, upstream
+ * outs) are left as written.
  */
 import fs from "node:fs";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
 import YAML, { isMap, isScalar, isSeq, type Document, type YAMLMap, type YAMLSeq } from "yaml";
 
-const SHARED = ["stages/lib/python.ts", "stages/lib/params.ts"];
+const SHARED = ["stages/lib/python.ts", "stages/lib/params.ts", "stages/lib/schema.ts"];
+const SCHEMA = "stages/lib/schema.ts";
+
+/** Ways a zod schema can shape values (not only accept or reject them), other than defaults.ts. */
+function schemaShapesValues(root: string): string[] {
+  const file = path.join(root, SCHEMA);
+  if (!fs.existsSync(file)) return [];
+  const out: string[] = [];
+  fs.readFileSync(file, "utf8").split("\n").forEach((line, i) => {
+    const bad = /\.default\((?!DEFAULTS\.)|\.(transform|preprocess|catch|overwrite)\(|z\.coerce\b/.exec(line);
+    if (bad) out.push(`${SCHEMA}:${i + 1}: ${bad[0]} shapes a value outside stages/lib/defaults.ts; move the value there (the schema is in no stage's identity)`);
+  });
+  return out;
+}
 const CODE_DEP = /^(stages|python)\//;
 
 /** The stages/ files a glue module imports, transitively (relative static imports). */
@@ -113,10 +128,13 @@ function main(): number {
   const file = path.join(root, "pipeline.yaml");
   const doc = YAML.parseDocument(fs.readFileSync(file, "utf8"));
   const diffs = diffStages(root, doc).filter((d) => d.missing.length || d.extra.length);
+  const schema = schemaShapesValues(root);
+  for (const s of schema) console.error(s);
+  if (schema.length) return 1;
   if (!write) {
     for (const d of diffs) {
       for (const m of d.missing) console.error(`pipeline.yaml: stages.${d.stage}.deps: missing ${m}, which its code runs`);
-      for (const x of d.extra) console.error(`pipeline.yaml: stages.${d.stage}.deps: ${x} is not code the stage runs`);
+      for (const x of d.extra) console.error(`pipeline.yaml: stages.${d.stage}.deps: ${x} ${SHARED.includes(x) ? "is shared glue, kept out of every stage's identity" : "is not code the stage runs"}`);
     }
     if (diffs.length) console.error("fix: npx tsx scripts/stage-deps.ts --write");
     return diffs.length ? 1 : 0;

@@ -1,15 +1,20 @@
-/** zod schema of this project's params (params.yaml + profiles). The engine itself is generic. */
+/**
+ * zod schema of this project's params (params.yaml + profiles). The engine itself is generic.
+ * Validation only: default values come from ./defaults.ts, and no value is transformed here, so that
+ * editing a rule or a message does not make any stage stale (docs/stage-deps.md).
+ */
 import { z } from "zod";
+import { DEFAULTS } from "./defaults.ts";
 
 const Checkpoint = z.object({
   model: z.string().min(1, "a Hub model id or a local directory"),
-  revision: z.string().min(1).default("main"),
+  revision: z.string().min(1).default(DEFAULTS.revision),
   build: z
     .string()
     .regex(/^(hub|tiny-olmo2:\d+|tiny-gpt-neox:\d+|perturb:[A-Za-z0-9_.-]+:[0-9.]+:\d+)$/, {
       message: "expected hub, tiny-olmo2:<seed>, tiny-gpt-neox:<seed> or perturb:<checkpoint>:<scale>:<seed>",
     })
-    .default("hub"),
+    .default(DEFAULTS.build),
 });
 
 export const StudyParams = z
@@ -17,7 +22,7 @@ export const StudyParams = z
     out: z.string().min(1),
     roles_dir: z.string().min(1),
     questions_file: z.string().min(1),
-    roles: z.array(z.string()).default([]),
+    roles: z.array(z.string()).default(DEFAULTS.roles),
     model_display_name: z.string().min(1),
     checkpoints: z
       .record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "checkpoint names: letters, digits, _ . -"), Checkpoint)

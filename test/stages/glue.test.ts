@@ -58,6 +58,22 @@ describe("code deps derived from the code", () => {
     // Everything else in the file (comments, data deps, params) is kept as written.
     expect(fixed.replace("      - python/persona_axis/palette.py\n", "")).toBe(yaml);
   });
+
+  it("the params schema, in no stage's identity, may not shape values: defaults come from defaults.ts", async () => {
+    const dir = copyProject();
+    const schema = path.join(dir, "stages/lib/schema.ts");
+    const text = fs.readFileSync(schema, "utf8");
+    fs.writeFileSync(schema, text.replace(".default(DEFAULTS.revision)", '.default("v1")'));
+    let r = await stageDeps(dir);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/stages\/lib\/schema\.ts:\d+: \.default\( shapes a value outside stages\/lib\/defaults\.ts/);
+    fs.writeFileSync(schema, text.replace("model_display_name: z.string().min(1),", "model_display_name: z.string().transform((s) => s.trim()),"));
+    r = await stageDeps(dir);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toContain(".transform(");
+    fs.writeFileSync(schema, text.replace("a Hub model id or a local directory", "a Hub model id, or a local directory"));
+    expect(await stageDeps(dir)).toMatchObject({ exitCode: 0, stderr: "" }); // a message: no stage changes
+  });
 });
 
 describe("every param a stage's glue reads is tracked", () => {
