@@ -1,6 +1,6 @@
 /** capture@<checkpoint>: residual-stream activations of the response tokens (python/capture.py). */
 import path from "node:path";
-import { templateSource } from "./lib/checkpoint.ts";
+import { gpuStageEnv, templateSource } from "./lib/checkpoint.ts";
 import { loadStudyParams } from "./lib/params.ts";
 import { runPython, stageMain, usage } from "./lib/python.ts";
 import { captureArgs } from "./lib/study-args.ts";
@@ -9,5 +9,5 @@ await stageMain(async () => {
   const [name, modelDir, transcripts, outDir] = usage(4, "capture.ts <checkpoint> <model-dir> <transcripts-dir> <out-dir>");
   const p = loadStudyParams();
   const finalDir = path.join(path.dirname(modelDir), "final");
-  return runPython("python/capture.py", captureArgs(p, name, modelDir, transcripts, outDir, templateSource(p, finalDir)));
+  return runPython("python/capture.py", captureArgs(p, name, modelDir, transcripts, outDir, templateSource(p, finalDir)), gpuStageEnv());
 });

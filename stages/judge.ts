@@ -1,9 +1,9 @@
 /** judge: score each response 0-3 with its role's eval prompt (python/judge.py). */
 import { loadStudyParams } from "./lib/params.ts";
 import { runPython, stageMain, usage } from "./lib/python.ts";
-import { judgeArgs } from "./lib/study-args.ts";
+import { JUDGE_UNTRACKED, judgeArgs } from "./lib/study-args.ts";
 
 await stageMain(async () => {
   const [transcripts, outDir] = usage(2, "judge.ts <transcripts-dir> <scores-dir>");
-  return runPython("python/judge.py", judgeArgs(loadStudyParams(), transcripts, outDir));
+  return runPython("python/judge.py", judgeArgs(loadStudyParams({ untracked: JUDGE_UNTRACKED }), transcripts, outDir));
 });

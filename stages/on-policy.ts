@@ -12,10 +12,10 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { templateSource } from "./lib/checkpoint.ts";
+import { gpuStageEnv, templateSource } from "./lib/checkpoint.ts";
 import { loadStudyParams } from "./lib/params.ts";
 import { runPython, stageMain, usage } from "./lib/python.ts";
-import { captureArgs, generateArgs, judgeArgs } from "./lib/study-args.ts";
+import { captureArgs, generateArgs, JUDGE_UNTRACKED, judgeArgs } from "./lib/study-args.ts";
 
 export const NOTE = "on_policy.json";
 
@@ -29,7 +29,7 @@ function note(outDir: string, body: Record<string, unknown>): number {
 
 await stageMain(async () => {
   const [name, modelDir, outDir] = usage(3, "on-policy.ts <checkpoint> <model-dir> <out-dir>");
-  const p = loadStudyParams();
+  const p = loadStudyParams({ untracked: JUDGE_UNTRACKED });
   if (p.study.transcripts === "fixed") {
     return note(outDir, { checkpoint: name, on_policy: "off", note: "study.transcripts is fixed: every checkpoint reads the final checkpoint's transcripts" });
   }
@@ -40,10 +40,10 @@ await stageMain(async () => {
   fs.rmSync(path.join(outDir, NOTE), { force: true });
   const template = templateSource(p, path.join(path.dirname(modelDir), "final"));
   const transcripts = path.join(outDir, "transcripts");
-  let code = await runPython("python/generate.py", generateArgs(p, name, modelDir, transcripts, template));
+  let code = await runPython("python/generate.py", generateArgs(p, name, modelDir, transcripts, template), gpuStageEnv());
   if (code !== 0) return code;
   // judged always, as the fixed transcripts are; the scores select rows only when judge.filter is on
   code = await runPython("python/judge.py", judgeArgs(p, transcripts, path.join(outDir, "scores")));
   if (code !== 0) return code;
-  return runPython("python/capture.py", captureArgs(p, name, modelDir, transcripts, path.join(outDir, "activations"), template));
+  return runPython("python/capture.py", captureArgs(p, name, modelDir, transcripts, path.join(outDir, "activations"), template), gpuStageEnv());
 });

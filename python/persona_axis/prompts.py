@@ -37,9 +37,9 @@ def load_chat_template(source: str) -> str:
 
     if Path(source).is_file():
         return Path(source).read_text(encoding="utf-8")
-    from transformers import AutoTokenizer
+    from .model_loading import load_tokenizer
 
-    template = AutoTokenizer.from_pretrained(source).chat_template
+    template = load_tokenizer(source).chat_template
     if not template:
         raise ChatTemplateError(f"--chat-template-from {source}: that tokenizer has no chat template")
     return template

@@ -25,6 +25,10 @@ export function generateArgs(p: Study, name: string, modelDir: string, outDir: s
   return args;
 }
 
+/** Requests in flight and the name of the key's variable cannot change a score: changing them must not
+ * re-judge (the scores would be moved aside and asked again), so the judging stages do not track them. */
+export const JUDGE_UNTRACKED = ["judge.concurrency", "judge.api_key_env"];
+
 /** judge.py: score the transcripts in `transcripts` into `outDir`. */
 export function judgeArgs(p: Study, transcripts: string, outDir: string): (string | number)[] {
   const j = p.judge;
