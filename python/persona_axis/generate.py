@@ -337,8 +337,9 @@ def run_generation(a: argparse.Namespace, *, backend_obj: Any = None) -> Path:
     if backend_obj is None:
         backend_obj = make_backend(a, backend)
     tok = backend_obj.tokenizer
-    if a.chat_template_from:
-        ensure_chat_template(tok, load_chat_template(a.chat_template_from), a.chat_template_from)
+    # a base model has no template: refuse in one line (--chat-template-from lends one) rather than fail mid-run
+    ensure_chat_template(tok, load_chat_template(a.chat_template_from) if a.chat_template_from else None,
+                         a.chat_template_from or a.model_name)
     params = SamplingSettings(a.temperature, a.top_p, a.max_tokens)
     from .progress import GenerationProgress
 

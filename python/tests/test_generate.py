@@ -278,3 +278,23 @@ def test_sampler_inverse_cdf_with_top_p():
     toks = sample_next_tokens(logits[:1].expand(20000, 4), us, 1.0, 1.0)
     freq = torch.bincount(toks, minlength=4).double() / 20000
     assert torch.allclose(freq, torch.tensor([0.1, 0.5, 0.3, 0.1], dtype=torch.float64), atol=0.02)
+
+
+def test_base_model_without_template_borrows_one(reference, tiny_olmo2, role_data, tmp_path, capsys):
+    """A base model has no chat template: refused with one line, or generated with the reference's
+    (--chat-template-from, as the on-policy variant does), then the same text as with its own."""
+    base = tmp_path / "base"
+    shutil.copytree(tiny_olmo2, base)
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    cfg = json.loads((base / "tokenizer_config.json").read_text())
+    cfg.pop("chat_template", None)
+    (base / "tokenizer_config.json").write_text(json.dumps(cfg))
+    args = ("--num-rollouts", "2", "--seed", "7", "--model-display-name", "TinyOLMo")
+    assert generate.main(gen_args(base, role_data, tmp_path / "no_template", *args)) == 2
+    assert "has no chat template" in capsys.readouterr().err
+    out = tmp_path / "borrowed"
+    assert generate.main(gen_args(base, role_data, out, *args, "--chat-template-from", str(tiny_olmo2))) == 0
+    assert json.loads((out / "run.json").read_text())["chat_template_from"] == str(tiny_olmo2)
+    for f in sorted(reference.glob("*.jsonl")):
+        mine = [(record_key(r), r["response"]) for r in read_records(out / f.name)]
+        assert mine == [(record_key(r), r["response"]) for r in read_records(f)]
