@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
-from persona_axis.layer_rows import Cells, LayerRows, cell_sums, weighted_means  # noqa: E402
+from persona_axis.layer_rows import LayerRows, cell_sums, weighted_means  # noqa: E402
 from persona_axis.movement_metrics import checkpoint_metrics, reference_batch  # noqa: E402
 from persona_axis.space_statistics import bootstrap_headline, label_shuffle_null, resample_weights  # noqa: E402
 
