@@ -261,11 +261,14 @@ def test_sampler_inverse_cdf_with_top_p():
     import torch
 
     from persona_axis.generation_backends import sample_next_tokens
+    from persona_axis.sampling import sample_full
 
     logits = torch.log(torch.tensor([[0.1, 0.5, 0.3, 0.1]] * 4))
     u = torch.tensor([0.0, 0.55, 0.79, 0.999], dtype=torch.float64)
-    # temperature 1, no top-p: the CDF over tokens sorted by probability [1, 2, 0|3, 3|0].
-    got = sample_next_tokens(logits, u, 1.0, 1.0).tolist()
+    # temperature 1, no top-p: nothing is cut, so the CDF runs in vocabulary order [0.1, 0.6, 0.9, 1.0]
+    # (no sort); the full-sort reference walks the tokens by probability [1, 2, 0|3, 3|0].
+    assert sample_next_tokens(logits, u, 1.0, 1.0).tolist() == [0, 1, 2, 3]
+    got = sample_full(logits, u, 1.0, 1.0).tolist()
     assert got[:3] == [1, 2, 2] and got[3] in (0, 3)
     # top-p 0.75 keeps tokens 1 and 2 (0.5 + 0.3 reaches it): u scales over their mass only.
     assert sample_next_tokens(logits, u, 1.0, 0.75).tolist() == [1, 1, 2, 2]
