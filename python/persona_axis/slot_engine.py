@@ -16,6 +16,7 @@ and the fixed shapes (slots, cache_len) - not on the order or timing of the othe
 """
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -105,6 +106,7 @@ class SlotEngine:
         self.use_cuda_graph = use_cuda_graph
         self.steps = 0
         self.fallback_rows = 0
+        self.attention = os.environ.get("PERSONA_AXIS_DECODE_ATTENTION", "matmul")
 
     # ---------------------------------------------------------------------------------------- decode
     def _forward_step(self) -> None:
@@ -124,7 +126,14 @@ class SlotEngine:
             kc, vc = self.k_cache[li], self.v_cache[li]
             kc[self.rows_idx, :, self.pos] = k[:, :, 0]
             vc[self.rows_idx, :, self.pos] = v[:, :, 0]
-            o = F.scaled_dot_product_attention(q, kc, vc, attn_mask=mask, scale=at.scaling, enable_gqa=gqa)
+            if self.attention == "sdpa":
+                o = F.scaled_dot_product_attention(q, kc, vc, attn_mask=mask, scale=at.scaling, enable_gqa=gqa)
+            else:  # plain batched products: every (row, head) its own fixed-shape GEMV
+                kk = kc if not gqa else kc.repeat_interleave(self.heads // self.kv_heads, dim=1)
+                vv = vc if not gqa else vc.repeat_interleave(self.heads // self.kv_heads, dim=1)
+                sc = torch.matmul(q, kk.transpose(2, 3)).float() * at.scaling
+                sc = sc.masked_fill(~mask, float("-inf"))
+                o = torch.matmul(torch.softmax(sc, dim=-1).to(vv.dtype), vv)
             o = at.o_proj(o.transpose(1, 2).reshape(B, 1, -1))
             x = x + layer.post_attention_layernorm(o)
             x = x + layer.post_feedforward_layernorm(layer.mlp(x))
