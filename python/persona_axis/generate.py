@@ -403,7 +403,9 @@ def run_generation(a: argparse.Namespace, *, backend_obj: Any = None) -> Path:
                                                         kv_cache_gb=a.kv_cache_gb):
                 r = reqs[key]
                 pending.setdefault(r.role, []).append(request_record(r, gen, seed_of(r), a.model_name, a.checkpoint))
-                if time.monotonic() - last >= 1.0:  # lines reach the disk at least once a second
+                n_pending = sum(len(v) for v in pending.values())
+                # Lines reach the disk once a second, or once a batch's worth is done.
+                if time.monotonic() - last >= 1.0 or n_pending >= a.batch_size:
                     for role, recs in pending.items():
                         write(role, recs)
                     pending, last = {}, time.monotonic()

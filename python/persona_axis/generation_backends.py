@@ -118,7 +118,7 @@ class HFBackend:
         """Requests per static group: a prefill group (fast path) or a whole fixed batch (plain loop)."""
         from . import slot_engine
 
-        return prefill_batch if slot_engine.supports(self.model) else batch_size
+        return min(prefill_batch, batch_size) if slot_engine.supports(self.model) else batch_size
 
     def plan_slots(self, groups, params: SamplingSettings, *, batch_size: int, kv_cache_gb: float) -> tuple[int, int]:
         """(slots, cache_len) of the static cache: cache_len from the longest prompt of the whole run
@@ -130,7 +130,8 @@ class HFBackend:
         slots = batch_size
         if kv_cache_gb > 0:
             slots = slots_for_budget(kv_cache_gb, cache_len, self.model.config, self.model.dtype, batch_size)
-        return slots, cache_len
+        # A prefill group is admitted whole: at least one group's worth of slots.
+        return max(slots, max((len(g) for g in groups), default=1)), cache_len
 
     def generate_groups(self, groups, params: SamplingSettings, *, batch_size: int, kv_cache_gb: float = 0.0,
                         cuda_graph: bool | None = None):

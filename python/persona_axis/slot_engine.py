@@ -197,6 +197,8 @@ class SlotEngine:
         finish (in no fixed order)."""
         groups = [g for g in groups if any(it.wanted for it in g)]
         for g in groups:
+            if sum(it.wanted for it in g) > self.B:
+                raise ValueError(f"a prefill group of {len(g)} requests does not fit in {self.B} slots")
             for it in g:
                 if len(it.prompt) + self.T > self.C:
                     raise ValueError(f"prompt of {len(it.prompt)} tokens + {self.T} new exceeds the cache ({self.C})")

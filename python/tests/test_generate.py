@@ -281,3 +281,14 @@ def test_sampler_inverse_cdf_with_top_p():
     toks = sample_next_tokens(logits[:1].expand(20000, 4), us, 1.0, 1.0)
     freq = torch.bincount(toks, minlength=4).double() / 20000
     assert torch.allclose(freq, torch.tensor([0.1, 0.5, 0.3, 0.1], dtype=torch.float64), atol=0.02)
+
+
+def test_two_workers_write_the_same_files_as_one(reference, tiny_olmo2, role_data, tmp_path):
+    out = tmp_path / "w2"
+    cmd = [sys.executable, str(SCRIPT), *gen_args(tiny_olmo2, role_data, out, "--num-rollouts", "2", "--seed", "7",
+                                                  "--model-display-name", "TinyOLMo", "--gpus", "2")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (out / ".parts").exists()
+    got, want = read_dir(out), read_dir(reference)
+    assert {k: v for k, v in got.items() if k != "run.json"} == {k: v for k, v in want.items() if k != "run.json"}
