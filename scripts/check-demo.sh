@@ -33,6 +33,6 @@ tsx run.ts -P params/demo.yaml repro >/dev/null 2>&1 || fail "restoring the demo
 set +e; real=$(tsx run.ts status 2>&1); code=$?; set -e
 [[ $code == 1 ]] || fail "status on the real profile: expected exit 1 (stale), got $code: $real"
 n=$(echo "$real" | grep -c ": stale$")
-[[ $n == 16 ]] || fail "status on the real profile: expected 16 stale stages, got $n"
+[[ $n == 17 ]] || fail "status on the real profile: expected 17 stale stages, got $n"
 echo "check-demo: status on the real profile lists $n stages with reasons (no GPU, no network)"
 echo "check-demo: 1 passed, 0 failed"

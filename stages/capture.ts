@@ -11,8 +11,12 @@ await stageMain(async () => {
   const finalDir = path.join(path.dirname(modelDir), "final");
   const args = [
     ...modelArgs(p, name, modelDir),
-    "--transcript-dir", transcripts, "--role-data-dir", p.roles_dir, "--output-dir", outDir,
-    "--layers", ...c.layers.map(String), "--aggregation", c.aggregation, "--dtype", c.dtype,
+    "--transcript-dir", transcripts, "--output-dir", outDir,
+    // the role data the transcripts were generated from, as absolute paths: the check never depends on the cwd
+    "--role-data-dir", path.resolve(p.roles_dir), "--questions", path.resolve(p.questions_file),
+    "--model-display-name", p.model_display_name,
+    ...(c.layers === "all" ? ["--all-layers"] : ["--layers", ...c.layers.map(String)]),
+    "--aggregation", c.aggregation, "--dtype", c.dtype, "--storage-dtype", c.storage_dtype,
     "--max-batch-tokens", c.max_batch_tokens, "--chat-template-from", templateSource(p, finalDir),
   ];
   if (p.roles.length) args.push("--roles", ...p.roles);

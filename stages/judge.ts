@@ -6,7 +6,8 @@ await stageMain(async () => {
   const [transcripts, outDir] = usage(2, "judge.ts <transcripts-dir> <scores-dir>");
   const p = loadStudyParams();
   const j = p.judge;
-  const args = ["--transcript-dir", transcripts, "--roles-dir", p.roles_dir, "--output-dir", outDir, "--backend", j.backend, "--concurrency", j.concurrency];
+  const args = ["--transcript-dir", transcripts, "--roles-dir", p.roles_dir, "--output-dir", outDir, "--backend", j.backend, "--concurrency", j.concurrency,
+    "--parser", j.parser, "--temperature", j.temperature];
   if (j.backend === "openai") {
     if (!process.env[j.api_key_env] && j.base_url.includes("api.openai.com")) {
       throw new Error(`judge: set ${j.api_key_env} (judge.api_key_env) for ${j.base_url}, or point judge.base_url at a local OpenAI-compatible server`);

@@ -128,6 +128,7 @@ class PromptVerifier:
             return
         role_file = self.dir / f"{role}.json"
         if not role_file.exists():
+            print(f"capture: {role}: no {role_file.name} in {self.dir}: its prompts are not checked", file=sys.stderr)
             return
         try:
             rd = load_role(role_file)
@@ -169,7 +170,7 @@ def prepare_role(tokenizer: Any, role: str, path: Path, *, max_length: int | Non
     t0 = time.perf_counter()
     sha = _sha256_file(path)
     try:
-        records = transcripts_mod.read_records(path)
+        records = transcripts_mod.read_finished_records(path)
     except ValueError as e:
         raise CaptureError(str(e)) from None
     by_key: dict[Key, dict] = {}
@@ -653,7 +654,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "recorded in the metadata either way)")
     p.add_argument("--transcript-dir", required=True, help="directory of <role>.jsonl transcripts")
     p.add_argument("--role-data-dir", default=None,
-                   help="role files to cross-check system prompts against (default data/roles/instructions if present)")
+                   help="role files the transcripts were generated from, to cross-check system prompts against "
+                        "(without it, prompts are not checked, and capture says so)"),
     p.add_argument("--questions", default=None, help="shared questions JSONL to cross-check questions against")
     p.add_argument("--model-display-name", default=None,
                    help="the {model_name} used at generation (for the default role's check)")
@@ -692,12 +694,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CaptureError("give either --layers or --all-layers, not both")
         if a.max_batch_tokens <= 0:
             raise CaptureError(f"--max-batch-tokens must be positive, got {a.max_batch_tokens}")
-        role_dir = a.role_data_dir
-        required = role_dir is not None
-        if role_dir is None and Path("data/roles/instructions").is_dir():
-            role_dir = "data/roles/instructions"
+        role_dir = str(Path(a.role_data_dir).resolve()) if a.role_data_dir else None
         verifier = PromptVerifier(role_dir, a.questions, a.model_display_name, strict=not a.no_verify_prompts,
-                                  required=required)
+                                  required=True)
+        if role_dir:
+            also = f", questions against {a.questions}" if a.questions else ""
+            print(f"capture: system prompts checked against {role_dir}{also}", file=sys.stderr)
+        else:
+            print("capture: prompts NOT checked against role data (no --role-data-dir)", file=sys.stderr)
         tokenizer = load_tokenizer(a.model_name, a.checkpoint or None, a.chat_template_from)
         torch.backends.cuda.matmul.allow_tf32 = False  # float32 aggregation must stay float32
         model = load_model(a.model_name, a.checkpoint or None, a.dtype, device)
@@ -714,7 +718,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tokenizer.chat_template, sort_keys=True)
         run = RunInfo(model=a.model_name, checkpoint=a.checkpoint, compute_dtype=a.dtype,
                       chat_template_sha256=hashlib.sha256(template.encode("utf-8")).hexdigest(),
-                      chat_template_from=a.chat_template_from or "")
+                      chat_template_from=a.chat_template_from or "",
+                      extra={"prompts_checked_against": a.role_data_dir})
         settings = CaptureSettings(layers=tuple(layers), aggregation=a.aggregation, storage_dtype=a.storage_dtype,
                                    max_batch_tokens=a.max_batch_tokens, max_length=max_length)
         summary = run_capture(model, tokenizer, a.transcript_dir, a.output_dir, settings, run, roles=a.roles,

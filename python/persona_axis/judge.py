@@ -8,7 +8,13 @@ Output (``--output-dir O``):
   could not be parsed (``raw`` keeps it) or obtained; such keys are retried on the next run, scored
   keys are skipped. Lines are appended as replies arrive; at the end each file is rewritten in key
   order with one line per key.
-- ``O/summary.json``: per role, counts by score (and of missing scores). No timestamps.
+- ``O/summary.json``: per role, counts by score (and of missing scores), and how many replies each
+  parser would leave unscored (``unscored_by_parser``), so the choice of parser is visible. No timestamps.
+
+Parsers (``--parser``): ``paper`` is the paper's (safety-research/assistant-axis,
+``assistant_axis/judge.py``): the first whole number anywhere in the reply, kept if it is 0-3, with
+the judge sampled at temperature 1 (``--temperature``); ``strict`` takes a score only where the reply
+starts with it (see ``_SCORE_RE``).
 The default role is not judged.
 """
 from __future__ import annotations
@@ -36,15 +42,35 @@ _SCORE_RE = re.compile(
 )
 
 
+# The paper's rule: the first run of digits standing as a whole word ("Score: 3", "2.5" -> 2,
+# "I'd say 3" -> 3, "10" -> none, since 10 is outside 0-3).
+_FIRST_NUMBER_RE = re.compile(r"\b(\d+)\b")
+
+
 class JudgeInputError(ValueError):
     pass
 
 
 def parse_score(reply: str | None) -> int | None:
+    """The strict parser: a score only at the start of the reply."""
     if not reply:
         return None
     m = _SCORE_RE.match(reply)
     return int(m.group(1)) if m else None
+
+
+def parse_score_paper(reply: str | None) -> int | None:
+    """The paper's parser: the first whole number in the reply, if it is 0-3."""
+    if not reply:
+        return None
+    m = _FIRST_NUMBER_RE.search(reply.strip())
+    if not m:
+        return None
+    score = int(m.group(1))
+    return score if 0 <= score <= 3 else None
+
+
+PARSERS = {"paper": parse_score_paper, "strict": parse_score}
 
 
 def fill_eval_prompt(template: str, question: str, answer: str) -> str:
@@ -73,9 +99,15 @@ def write_sorted(path: Path, records: dict[tuple, dict]) -> None:
     write_records_sorted(path, records)
 
 
+def unscored_by_parser(records) -> dict[str, int]:
+    """How many of these judge records each parser leaves without a score (no reply counts for all)."""
+    return {name: sum(1 for r in records if parse(r.get("raw")) is None) for name, parse in PARSERS.items()}
+
+
 def summarize(results: dict[str, dict[tuple, dict]], n_responses: dict[str, int], settings: dict) -> dict:
     roles: dict[str, Any] = {}
     total = {"0": 0, "1": 0, "2": 0, "3": 0, "missing": 0}
+    unscored_total = dict.fromkeys(PARSERS, 0)
     for role in sorted(results):
         counts = {"0": 0, "1": 0, "2": 0, "3": 0}
         for rec in results[role].values():
@@ -83,11 +115,16 @@ def summarize(results: dict[str, dict[tuple, dict]], n_responses: dict[str, int]
                 counts[str(rec["score"])] += 1
         scored = sum(counts.values())
         missing = n_responses[role] - scored
-        roles[role] = {"responses": n_responses[role], "counts": counts, "missing": missing}
+        never_judged = n_responses[role] - len(results[role])
+        unscored = {k: v + never_judged for k, v in unscored_by_parser(results[role].values()).items()}
+        roles[role] = {"responses": n_responses[role], "counts": counts, "missing": missing,
+                       "unscored_by_parser": unscored}
         for k, v in counts.items():
             total[k] += v
         total["missing"] += missing
-    return {"judge": settings, "roles": roles, "total": total}
+        for k, v in unscored.items():
+            unscored_total[k] += v
+    return {"judge": settings, "roles": roles, "total": total, "unscored_by_parser": unscored_total}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -115,6 +152,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backoff-base", type=float, default=1.0, help="first retry delay in seconds (doubles, with jitter)")
     p.add_argument("--max-backoff", type=float, default=60.0, help="longest retry delay in seconds")
     p.add_argument("--max-tokens", type=int, default=8, help="reply tokens")
+    p.add_argument("--parser", choices=sorted(PARSERS), default="strict",
+                   help="paper: the first whole number in the reply if 0-3 (the paper's); strict: a score that "
+                        "starts the reply (default: %(default)s)")
+    p.add_argument("--temperature", type=float, default=0.0,
+                   help="judge sampling temperature (the paper: 1; default: %(default)s)")
     p.add_argument("--fail-on-missing", action="store_true", help="exit 1 if any score is still missing at the end")
     p.add_argument("--no-progress", action="store_true")
     a = p.parse_args(argv)
@@ -130,19 +172,20 @@ def make_backend(a: argparse.Namespace):
 
     if a.backend == "local":
         return LocalJudge(a.local_model, revision=a.local_revision, engine=a.local_engine, device=a.device,
-                          dtype=a.dtype, batch_size=a.batch_size, max_tokens=a.max_tokens)
+                          dtype=a.dtype, batch_size=a.batch_size, max_tokens=a.max_tokens, temperature=a.temperature)
     key = os.environ.get(a.api_key_env) or None
     if key is None and "api.openai.com" in a.base_url:
         raise JudgeInputError(f"no API key: set ${a.api_key_env} (or --api-key-env NAME) for {a.base_url}")
     return OpenAIJudge(a.base_url, a.judge_model, key, concurrency=a.concurrency, max_retries=a.max_retries,
                        timeout=a.timeout, max_tokens=a.max_tokens, backoff_base=a.backoff_base,
-                       max_backoff=a.max_backoff)
+                       max_backoff=a.max_backoff, temperature=a.temperature)
 
 
 def judge_settings(a: argparse.Namespace) -> dict:
+    common = {"max_tokens": a.max_tokens, "parser": a.parser, "temperature": a.temperature}
     if a.backend == "local":
-        return {"backend": "local", "model": a.local_model, "max_tokens": a.max_tokens}
-    return {"backend": "openai", "model": a.judge_model, "max_tokens": a.max_tokens}
+        return {"backend": "local", "model": a.local_model, **common}
+    return {"backend": "openai", "model": a.judge_model, **common}
 
 
 def run_judge(a: argparse.Namespace) -> dict:
@@ -184,7 +227,7 @@ def run_judge(a: argparse.Namespace) -> dict:
         try:
             for (role, key), reply in backend.judge_many(iter(todo)):
                 rec: dict[str, Any] = {"system_prompt_idx": key[0], "question_idx": key[1], "rollout_idx": key[2],
-                                       "score": parse_score(reply.raw), "raw": reply.raw}
+                                       "score": PARSERS[a.parser](reply.raw), "raw": reply.raw}
                 if reply.error:
                     rec["error"] = reply.error
                 if role not in appenders:
@@ -207,8 +250,10 @@ def run_judge(a: argparse.Namespace) -> dict:
     tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(tmp, out / SUMMARY_FILE)
     t = summary["total"]
+    u = ", ".join(f"{k} {v}" for k, v in summary["unscored_by_parser"].items())
     print(f"judge: scores 0/1/2/3 = {t['0']}/{t['1']}/{t['2']}/{t['3']}, missing {t['missing']}"
-          + (" (rerun to retry them)" if t["missing"] else ""), file=sys.stderr, flush=True)
+          + (" (rerun to retry them)" if t["missing"] else "") + f"; unscored by parser: {u} (in use: {a.parser})",
+          file=sys.stderr, flush=True)
     return summary
 
 

@@ -57,7 +57,7 @@ def retry_after_seconds(headers: Any) -> float | None:
 
 
 class OpenAIJudge:
-    """``POST {base_url}/chat/completions`` with temperature 0, a bounded pool of worker threads,
+    """``POST {base_url}/chat/completions`` at ``temperature`` (default 0), a bounded pool of worker threads,
     and retries with exponential backoff + jitter on connection errors, timeouts, 5xx and 429
     (honouring Retry-After)."""
 
@@ -65,7 +65,8 @@ class OpenAIJudge:
 
     def __init__(self, base_url: str, model: str, api_key: str | None, *, concurrency: int = 16,
                  max_retries: int = 6, timeout: float = 60.0, max_tokens: int = 8, backoff_base: float = 1.0,
-                 max_backoff: float = 60.0):
+                 max_backoff: float = 60.0, temperature: float = 0.0):
+        self.temperature = temperature
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.api_key = api_key
@@ -88,7 +89,7 @@ class OpenAIJudge:
         body = {
             "model": self.model,
             "messages": [{"role": "user", "content": prompt}],
-            "temperature": 0,
+            "temperature": self.temperature,
             "max_tokens": self.max_tokens,
         }
         headers = {"Content-Type": "application/json"}
@@ -163,17 +164,19 @@ class OpenAIJudge:
 
 class LocalJudge:
     """A local model judging in-process: vLLM when installed and a GPU is present (or ``engine``
-    says so), else transformers. Greedy decoding of a few tokens, the eval prompt as the user turn
+    says so), else transformers. Greedy decoding of a few tokens (sampling when ``temperature`` > 0), the eval prompt as the user turn
     (no system turn), batches with left padding."""
 
     name = "local"
 
     def __init__(self, model_name: str, *, revision: str | None = None, engine: str = "auto", device: str = "auto",
-                 dtype: str = "auto", batch_size: int = 8, max_tokens: int = 8, tensor_parallel_size: int = 1):
+                 dtype: str = "auto", batch_size: int = 8, max_tokens: int = 8, tensor_parallel_size: int = 1,
+                 temperature: float = 0.0):
         from .generation_backends import hub_revision, resolve_device, resolve_dtype, vllm_importable
 
         self.batch_size = max(1, batch_size)
         self.max_tokens = max_tokens
+        self.temperature = temperature
         if engine == "auto":
             import torch
 
@@ -188,7 +191,7 @@ class LocalJudge:
             if rev:
                 kw["revision"] = rev
             self.llm = LLM(**kw)
-            self.sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens)
+            self.sampling = SamplingParams(temperature=temperature, max_tokens=max_tokens)
             self.tokenizer = self.llm.get_tokenizer()
             return
         import torch
@@ -218,7 +221,8 @@ class LocalJudge:
 
         enc = self.tokenizer.pad({"input_ids": ids}, padding=True, return_tensors="pt").to(self.device)
         with torch.inference_mode():
-            out = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_tokens,
+            sample = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
+            out = self.model.generate(**enc, **sample, max_new_tokens=self.max_tokens,
                                       pad_token_id=self.tokenizer.pad_token_id)
         new = out[:, enc["input_ids"].shape[1]:]
         return [self.tokenizer.decode(row, skip_special_tokens=True) for row in new]

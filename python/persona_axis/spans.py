@@ -19,11 +19,19 @@ content and IS included; likewise a token straddling the response's end and the 
 and suffix-only tokens (the end-of-turn token) are never included. A safety check decodes the span
 and requires it to contain the response text.
 
+Offsets are taken as the tokenizer's model produces them, whatever its offset conventions: a fast
+tokenizer whose post-processor trims whitespace from offsets (ByteLevel / RoBERTa ``trim_offsets``)
+would shrink a whitespace token at a response's edge to zero width (and drop it from the span, or
+find no token at all for a whitespace-only response). Whitespace at a response's edges is response
+content, so offsets come from a copy of the tokenizer with every ``trim_offsets`` turned off (token
+ids are unchanged: checked).
+
 Only tokens up to the span's end are run through the model: later tokens cannot change the span's
 activations in a causal model, so they are cut (``input_ids`` holds ``tokens[:span_end]``).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -99,6 +107,53 @@ def char_range_to_token_span(offsets: Sequence[tuple[int, int]], start: int, end
     return first, last + 1
 
 
+def _turn_off_trim_offsets(node: Any) -> bool:
+    changed = False
+    if isinstance(node, dict):
+        if node.get("trim_offsets") is True:
+            node["trim_offsets"] = False
+            changed = True
+        for v in node.values():
+            changed = _turn_off_trim_offsets(v) or changed
+    elif isinstance(node, list):
+        for v in node:
+            changed = _turn_off_trim_offsets(v) or changed
+    return changed
+
+
+def untrimmed_backend(tokenizer: Any) -> Any | None:
+    """A copy of a fast tokenizer's backend (``tokenizers.Tokenizer``) with offset trimming off, or None
+    when nothing in it trims offsets (then its own offsets are already untrimmed). Cached on the tokenizer."""
+    cached = getattr(tokenizer, "_persona_axis_untrimmed", False)
+    if cached is not False:
+        return cached
+    from tokenizers import Tokenizer
+
+    spec = json.loads(tokenizer.backend_tokenizer.to_str())
+    copy = Tokenizer.from_str(json.dumps(spec)) if _turn_off_trim_offsets(spec) else None
+    try:
+        tokenizer._persona_axis_untrimmed = copy
+    except Exception:
+        pass
+    return copy
+
+
+def token_ids_and_offsets(tokenizer: Any, texts: Sequence[str], where: Sequence[str] | None = None):
+    """Token ids (the tokenizer's own) and untrimmed character offsets of each text."""
+    enc = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    backend = untrimmed_backend(tokenizer)
+    if backend is None:
+        return ids, offsets
+    raw = backend.encode_batch(list(texts), add_special_tokens=False)
+    for k, e in enumerate(raw):
+        if list(e.ids) != list(ids[k]):
+            label = where[k] if where is not None else f"conversation {k}"
+            raise SpanError(f"{label}: the tokenizer without offset trimming gives other token ids; "
+                            "this tokenizer is not supported for capture")
+    return ids, [list(e.offsets) for e in raw]
+
+
 def encode_conversations(
     tokenizer: Any,
     texts: Sequence[ConversationText],
@@ -116,11 +171,11 @@ def encode_conversations(
             "capture needs a fast tokenizer (offset mappings) to locate response tokens; "
             f"{type(tokenizer).__name__} is not one (install `tokenizers`, or load with use_fast=True)"
         )
-    enc = tokenizer([t.text for t in texts], add_special_tokens=False, return_offsets_mapping=True)
+    all_ids, all_offsets = token_ids_and_offsets(tokenizer, [t.text for t in texts], where)
     out: list[EncodedConversation | None] = []
     for k, t in enumerate(texts):
-        ids = enc["input_ids"][k]
-        offsets = enc["offset_mapping"][k]
+        ids = all_ids[k]
+        offsets = all_offsets[k]
         if t.end <= t.start:
             out.append(None)
             continue

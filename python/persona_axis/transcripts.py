@@ -66,6 +66,38 @@ def read_records(
     return records
 
 
+def read_finished_records(
+    path: str | os.PathLike,
+    *,
+    required: tuple[str, ...] = REQUIRED_KEYS,
+    what: str = "transcript",
+    error: type[Exception] = ValueError,
+) -> list[dict]:
+    """Every record of a finished JSONL file, strictly: each non-blank line must be a JSON object with
+    the ``required`` keys, the last one included (it may lack its final newline). A bad line raises
+    ``error`` naming file:line. For readers of finished files (capture); tolerance of a torn last line
+    belongs to the writer that resumes (``read_records``)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise error(f"{path}: cannot read {what} file: {e.strerror}") from None
+    records: list[dict] = []
+    for lineno, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            raise error(f"{path}:{lineno}: corrupt {what} line ({e}); regenerate it (rerun generate) or delete "
+                        "the line") from None
+        if not isinstance(rec, dict) or any(k not in rec for k in required):
+            missing = [k for k in required if not isinstance(rec, dict) or k not in rec]
+            raise error(f"{path}:{lineno}: {what} line lacks {', '.join(missing)}; regenerate it (rerun generate)")
+        records.append(rec)
+    return records
+
+
 def dumps_record(rec: dict) -> str:
     return json.dumps(rec, ensure_ascii=False, sort_keys=True)
 

@@ -33,6 +33,7 @@ class FakeOpenAIServer:
         self.api_key = api_key
         self.slow_seconds = slow_seconds
         self.log: list[dict] = []
+        self.bodies: list[dict] = []  # every parsed request body, in arrival order
         self.counts: dict[str, int] = {}
         self.lock = threading.Lock()
         server = self
@@ -62,6 +63,8 @@ class FakeOpenAIServer:
                     prompt = req["messages"][-1]["content"]
                 except (ValueError, KeyError, IndexError, TypeError):
                     return self._send(400, b'{"error": {"message": "bad request"}}')
+                with server.lock:
+                    server.bodies.append(req)
                 status, content, headers, delay = server._decide(prompt)
                 if delay:
                     time.sleep(delay)

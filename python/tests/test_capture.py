@@ -343,3 +343,48 @@ def test_bad_transcripts_name_the_file_and_record(models, tmp_path):
     tdir = write_transcripts(tmp_path / "old", {"pirate": recs})
     with pytest.raises(CaptureError, match=r"old/pirate\.jsonl: record \(0, 1, 0\) lacks a string 'system_prompt'"):
         capture(models["olmo2"], tdir, tmp_path / "o2", [1], "mean")
+
+
+def test_transcripts_are_read_strictly(models, tmp_path):
+    """A finished transcript is read as it is: a complete last line without its final newline is a
+    record; a corrupt last line is an error naming file:line (not silently dropped)."""
+    from persona_axis.capture import CaptureError
+
+    recs = make_records("pirate", 4, seed=3)
+    tdir = tmp_path / "no_newline"
+    tdir.mkdir()
+    (tdir / "pirate.jsonl").write_text("\n".join(json.dumps(r) for r in recs))  # no final newline
+    capture(models["olmo2"], tdir, tmp_path / "o1", [1], "mean")
+    meta, _ = load_out(tmp_path / "o1", "pirate")
+    assert meta["num_samples"] == 4
+    tdir = tmp_path / "torn"
+    tdir.mkdir()
+    (tdir / "pirate.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs[:3]) + json.dumps(recs[3])[:40])
+    with pytest.raises(CaptureError, match=r"torn/pirate\.jsonl:4: corrupt transcript line"):
+        capture(models["olmo2"], tdir, tmp_path / "o2", [1], "mean")
+
+
+def test_prompt_check_does_not_depend_on_the_current_directory(models, tmp_path):
+    """Run from the project root (which has data/roles/instructions) and from elsewhere: the same
+    outcome. Without --role-data-dir nothing is checked, and capture says so; with it (a relative path
+    resolved against the cwd as usual), the check runs from anywhere."""
+    tdir = write_transcripts(tmp_path / "tr", {"pirate": make_records("pirate", 4, seed=8)})
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "python"), OMP_NUM_THREADS="1")
+    common = [sys.executable, str(ROOT / "python" / "capture.py"), "--model-name", str(models["olmo2"]),
+              "--transcript-dir", str(tdir), "--dtype", "float32", "--device", DEVICE, "--layers", "1", "--no-progress"]
+    runs = {}
+    for name, cwd in [("root", ROOT), ("elsewhere", tmp_path)]:
+        r = subprocess.run([*common, "--output-dir", str(tmp_path / name)], cwd=cwd, env=env, capture_output=True,
+                           text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert "prompts NOT checked against role data (no --role-data-dir)" in r.stderr
+        runs[name] = json.loads((tmp_path / name / "pirate_metadata.json").read_text())
+        assert runs[name]["prompts_checked_against"] is None
+    roles = tmp_path / "roles"
+    roles.mkdir()
+    (roles / "pirate.json").write_text(json.dumps({"instruction": [{"pos": "You are a pirate."}, {"pos": "Other."}],
+                                                   "questions": [], "eval_prompt": "{question} {answer}"}))
+    for cwd, arg in [(ROOT, str(roles)), (tmp_path, "roles")]:
+        r = subprocess.run([*common, "--output-dir", str(tmp_path / "chk"), "--role-data-dir", arg], cwd=cwd, env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 2 and "system_prompt differs from" in r.stderr and str(roles) in r.stderr, r.stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 from conftest import ROOT
 from fake_openai_server import FakeOpenAIServer
 from persona_axis import judge
-from persona_axis.judge import fill_eval_prompt, parse_score
+from persona_axis.judge import fill_eval_prompt, parse_score, parse_score_paper
 
 SCRIPT = ROOT / "python" / "judge.py"
 EVAL = "Does this show the role **{role}**?\nPrompt: {question}\nAnswer: {answer}\nRespond with a number 0-3."
@@ -24,6 +24,35 @@ def test_parse_score_accepts_a_leading_digit_and_rejects_garbage():
         assert parse_score(reply) == want, reply
     for reply in ["", None, "5", "10", "2.5", "I'd say 5", "I'd say 3", "The score is 3", "-1", "four"]:
         assert parse_score(reply) is None, reply
+
+
+def test_paper_parser_takes_the_first_whole_number_if_0_to_3():
+    for reply, want in [("3", 3), ("I'd say 3", 3), ("The score is 2.", 2), ("Score: 1/3", 1), ("**0**", 0),
+                        ("2.5", 2), ("Rating 3 out of 3", 3), ("\n 1 \n", 1)]:
+        assert parse_score_paper(reply) == want, reply
+    for reply in ["", None, "10", "I'd say 5", "four", "5 then 3", "x3y", "score3"]:
+        assert parse_score_paper(reply) is None, reply
+    # where the two parsers differ
+    assert parse_score("I'd say 3") is None and parse_score_paper("I'd say 3") == 3
+    assert parse_score("-1") is None and parse_score_paper("-1") == 1  # the paper's pattern has no sign
+
+
+def test_http_judge_paper_parser_temperature_and_unscored_counts(tmp_path):
+    replies = ["3", "I'd say 2", "The role is played: 3", "10", "four", "**1**"]
+    rd, td, prompts = write_case(tmp_path, {"pirate": [((0, q, 0), f"reply {q} @@REPLY={r}@@") for q, r in enumerate(replies)]})
+    out = tmp_path / "scores"
+    with FakeOpenAIServer() as srv:
+        args = ["--transcript-dir", str(td), "--roles-dir", str(rd), "--output-dir", str(out), "--base-url",
+                srv.base_url, "--no-progress", "--parser", "paper", "--temperature", "1"]
+        proc = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=120, env={"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": ""})
+        assert proc.returncode == 0, proc.stderr
+        assert {b["temperature"] for b in srv.bodies} == {1} and len(srv.bodies) == 6
+    assert [scores(out, "pirate")[(0, q, 0)]["score"] for q in range(6)] == [3, 2, 3, None, None, 1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["unscored_by_parser"] == {"paper": 2, "strict": 4}
+    assert summary["judge"]["parser"] == "paper" and summary["judge"]["temperature"] == 1
+    assert "unscored by parser: paper 2, strict 4 (in use: paper)" in proc.stderr
 
 
 def test_fill_eval_prompt_is_literal():
@@ -90,7 +119,8 @@ def test_http_judge_retries_records_missing_scores_and_resumes(tmp_path):
         assert len(srv.entries(prompts[("pirate", (1, 1, 0))])) == 2  # timed out once, then answered
         assert {k[1]: v["score"] for k, v in scores(out, "librarian").items()} == {0: 0, 1: 1, 2: 2, 3: 3}
         summary = json.loads((out / "summary.json").read_text())
-        assert summary["roles"]["pirate"] == {"responses": 6, "counts": {"0": 0, "1": 1, "2": 1, "3": 2}, "missing": 2}
+        assert summary["roles"]["pirate"] == {"responses": 6, "counts": {"0": 0, "1": 1, "2": 1, "3": 2}, "missing": 2,
+                                              "unscored_by_parser": {"paper": 2, "strict": 2}}
         assert summary["total"]["missing"] == 2 and "default" not in summary["roles"]
 
         # Resume: only the two missing scores are asked again.

@@ -1,7 +1,11 @@
-"""Response spans: only the response's own tokens, merged boundary tokens included, on both tiny tokenizers."""
+"""Response spans: only the response's own tokens, merged boundary tokens included, on both tiny tokenizers,
+with and without offset trimming (a ByteLevel post-processor with trim_offsets), and on template styles
+seen in real models (one that trims content, one that adds its own default system turn, one without a
+system role)."""
 import random
 
 import pytest
+from tokenizers import processors
 from transformers import AutoTokenizer
 
 from persona_axis import prompts
@@ -21,9 +25,29 @@ MERGE_TEXTS = ["Assistant::) yes\n\nNo.\n\n Sure:: ok\n\n"] * 200
 WORDS = "the pirate sails a ship arr matey treasure map stoic virtue judge calm sea storm".split()
 
 
+def trimming(tok):
+    """Give a tokenizer the post-processor of GPT-2/RoBERTa-style fast tokenizers that trims whitespace
+    from token offsets (token ids are unchanged)."""
+    tok._tokenizer.post_processor = processors.ByteLevel(trim_offsets=True)
+    return tok
+
+
 @pytest.fixture(scope="module")
 def toks():
-    return {"olmo2": build_tokenizer(OLMO2_CHAT_TEMPLATE, MERGE_TEXTS), "gpt_neox": build_tokenizer(NEOX_CHAT_TEMPLATE, MERGE_TEXTS)}
+    return {"olmo2": build_tokenizer(OLMO2_CHAT_TEMPLATE, MERGE_TEXTS), "gpt_neox": build_tokenizer(NEOX_CHAT_TEMPLATE, MERGE_TEXTS),
+            "olmo2-trim": trimming(build_tokenizer(OLMO2_CHAT_TEMPLATE, MERGE_TEXTS)),
+            "gpt_neox-trim": trimming(build_tokenizer(NEOX_CHAT_TEMPLATE, MERGE_TEXTS))}
+
+
+def test_the_trimming_tokenizers_do_trim_offsets(toks):
+    """The premise of the -trim cases: their own offsets give whitespace tokens zero width."""
+    for arch in ("olmo2", "gpt_neox"):
+        text = "ab  \n\n  cd   "
+        plain = toks[arch](text, add_special_tokens=False, return_offsets_mapping=True)
+        trim = toks[f"{arch}-trim"](text, add_special_tokens=False, return_offsets_mapping=True)
+        assert plain["input_ids"] == trim["input_ids"]
+        assert all(e > s for s, e in plain["offset_mapping"])
+        assert any(e == s for s, e in trim["offset_mapping"])
 
 
 def reference_span(tok, system_prompt, question, response):
@@ -75,7 +99,7 @@ def test_merged_header_token_is_included_and_header_and_eot_are_not(toks, arch):
     assert reference_span(tok, "Be a pirate.", "Hi?", response) == (full_ids, enc.span_start, enc.span_end)
 
 
-@pytest.mark.parametrize("arch", ["olmo2", "gpt_neox"])
+@pytest.mark.parametrize("arch", ["olmo2", "gpt_neox", "olmo2-trim", "gpt_neox-trim"])
 def test_spans_match_independent_reference_on_random_responses(toks, arch):
     tok = toks[arch]
     rng = random.Random(1)
@@ -85,8 +109,8 @@ def test_spans_match_independent_reference_on_random_responses(toks, arch):
     for k in range(60):
         body = " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 12)))
         response = rng.choice(starts) + body + rng.choice(ends)
-        if not response:
-            response = "x"
+        if not response.strip(" \n:!"):
+            response = rng.choice(["x", " ", "  ", "\n", "\n\n", " \n "])  # whitespace-only replies too
         sp = rng.choice(["", "You are a pirate.", "Be calm: always."])
         q = rng.choice(["Hi?", "What be the map?"])
         texts.append(conversation_text(tok, sp, q, response))
@@ -97,6 +121,56 @@ def test_spans_match_independent_reference_on_random_responses(toks, arch):
         assert list(enc.input_ids) == ids[:e]
         merged += enc.merged_start
     assert merged > 0  # the random set does exercise merged boundary tokens
+
+
+@pytest.mark.parametrize("arch", ["olmo2", "gpt_neox", "olmo2-trim", "gpt_neox-trim"])
+@pytest.mark.parametrize("response", ["  Arr, matey!  ", "Arr\n\n", "\n\nArr", " ", "\n\n", "   \n  "])
+def test_edge_whitespace_is_response_content(toks, arch, response):
+    tok = toks[arch]
+    ct = conversation_text(tok, "Be a pirate.", "Hi?", response)
+    [enc] = encode_conversations(tok, [ct])
+    ids, s, e = reference_span(tok, "Be a pirate.", "Hi?", response)
+    assert (enc.span_start, enc.span_end) == (s, e) and list(enc.input_ids) == ids[:e]
+    assert response in tok.decode(list(enc.input_ids[enc.span_start:enc.span_end]), clean_up_tokenization_spaces=False)
+
+
+#: Template styles of real models, written for the tiny tokenizers' special tokens.
+DEFAULT_SYSTEM_TEMPLATE = (  # adds its own system turn when the conversation has none (Qwen2.5-style)
+    "{% if messages[0]['role'] != 'system' %}{{ '<|system|>\nYou are a helpful assistant.\n' }}{% endif %}"
+    "{% for message in messages %}{{ '<|' + message['role'] + '|>\n' + message['content'] + eos_token + '\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}")
+NO_SYSTEM_TEMPLATE = (  # raises on a system turn (Gemma-style): the instruction joins the user turn
+    "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}"
+    "{{ raise_exception('System role not supported') }}{% endif %}"
+    "{{ '<|' + message['role'] + '|>\n' + message['content'] + eos_token + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% endif %}")
+TRIM_TEMPLATE = OLMO2_CHAT_TEMPLATE.replace("message['content'] + eos_token", "message['content'] | trim + eos_token")
+
+
+@pytest.mark.parametrize("trim_offsets", [False, True])
+@pytest.mark.parametrize("style", ["trims-content", "default-system-turn", "no-system-role"])
+def test_template_styles(style, trim_offsets):
+    template = {"trims-content": TRIM_TEMPLATE, "default-system-turn": DEFAULT_SYSTEM_TEMPLATE,
+                "no-system-role": NO_SYSTEM_TEMPLATE}[style]
+    tok = build_tokenizer(template, MERGE_TEXTS)
+    if trim_offsets:
+        trimming(tok)
+    for sp in ["", "Be a pirate."]:
+        for response in ["  Arr, matey!  ", "\n\nArr.", " ", "Arr"]:
+            prompt = prompts.render_prompt(tok, sp, "Hi?")
+            if style == "default-system-turn":
+                assert ("You are a helpful assistant." in prompt) == (sp == "") and (sp in prompt)
+            if style == "no-system-role":
+                assert not prompts.supports_system_role(tok) and (sp + "\n\nHi?" if sp else "Hi?") in prompt
+            ct = conversation_text(tok, sp, "Hi?", response)
+            # what the model saw: the generation prompt, then the response verbatim
+            assert ct.text.startswith(prompt + response) and ct.start == len(prompt)
+            assert ct.rewritten_by_template == (style == "trims-content" and response != response.strip())
+            [enc] = encode_conversations(tok, [ct])
+            ids = tok(ct.text, add_special_tokens=False)["input_ids"]
+            ends = [len(tok.decode(ids[: i + 1], clean_up_tokenization_spaces=False)) for i in range(len(ids))]
+            inside = [i for i in range(len(ids)) if ends[i] > ct.start and (ends[i - 1] if i else 0) < ct.end]
+            assert (enc.span_start, enc.span_end) == (inside[0], inside[-1] + 1), (sp, response)
 
 
 def test_max_length_cuts_the_span_and_empty_span_is_none(toks):

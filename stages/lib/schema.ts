@@ -19,6 +19,15 @@ export const StudyParams = z
     questions_file: z.string().min(1),
     roles: z.array(z.string()).default([]),
     model_display_name: z.string().min(1),
+    paper_data: z
+      .object({
+        source: z.string().min(1, "download | off | a local checkout, data directory or tarball of the repository"),
+        url: z.string().default(""),
+      })
+      .refine((d) => d.source !== "download" || /^https?:\/\//.test(d.url), {
+        message: "source download needs url: an http(s) tarball URL ({commit} is filled from the manifest)",
+        path: ["url"],
+      }),
     checkpoints: z
       .record(z.string().regex(/^[A-Za-z0-9_.-]+$/, "checkpoint names: letters, digits, _ . -"), Checkpoint)
       .refine((c) => "final" in c, { message: "a checkpoint named `final` (the reference, which generates the transcripts) is required" }),
@@ -41,14 +50,19 @@ export const StudyParams = z
       api_key_env: z.string(),
       local_model: z.string(),
       concurrency: z.number().int().positive(),
+      parser: z.enum(["paper", "strict"]),
+      temperature: z.number().min(0),
       filter: z.boolean(),
       min_score: z.number().int().min(0).max(3),
       min_count: z.number().int().min(1),
     }),
     capture: z.object({
-      layers: z.array(z.number().int().min(0)).min(1),
+      layers: z.union([z.literal("all"), z.array(z.number().int().min(0)).min(1)], {
+        error: "expected `all` or a non-empty list of decoder block indices",
+      }),
       aggregation: z.enum(["mean", "last", "none"]),
       dtype: z.enum(["bfloat16", "float16", "float32"]),
+      storage_dtype: z.enum(["bfloat16", "float16", "float32"]),
       max_batch_tokens: z.number().int().positive(),
       gpus: z.number().int().min(0),
     }),
@@ -69,7 +83,17 @@ export const StudyParams = z
         ctx.addIssue({ code: "custom", path: ["checkpoints", name, "build"], message: `perturbs unknown checkpoint ${m[1]}` });
       }
     }
-    if (!p.capture.layers.includes(p.persona_space.layer)) {
+    const fetched = `${path_norm(p.out)}/paper_data`;
+    const usesPaper = p.paper_data.source !== "off";
+    for (const [key, want] of [["roles_dir", `${fetched}/roles/instructions`], ["questions_file", `${fetched}/extraction_questions.jsonl`]] as const) {
+      const has = path_norm(p[key]);
+      if (usesPaper && has !== want) {
+        ctx.addIssue({ code: "custom", path: [key], message: `paper_data.source is ${p.paper_data.source}: set ${key} to ${want} (the verified data), or paper_data.source to off` });
+      } else if (!usesPaper && has.startsWith(`${fetched}/`)) {
+        ctx.addIssue({ code: "custom", path: [key], message: `paper_data.source is off, so nothing is fetched into ${fetched}: point ${key} at the project's data/ or turn paper_data on` });
+      }
+    }
+    if (p.capture.layers !== "all" && !p.capture.layers.includes(p.persona_space.layer)) {
       ctx.addIssue({ code: "custom", path: ["persona_space", "layer"], message: `must be one of capture.layers (${p.capture.layers.join(", ")})` });
     }
   });
