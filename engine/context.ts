@@ -1,5 +1,6 @@
 import path from "node:path";
 import fs from "node:fs";
+import { InputError } from "./errors.ts";
 
 /**
  * Where one project's files live. A profile (`-P params/demo.yaml`) is a complete params file used
@@ -8,8 +9,14 @@ import fs from "node:fs";
  * cache (`.pipeline/statcache.json`) is shared: a file's hash does not depend on the profile.
  */
 export interface ProjectContext {
-  /** Absolute project directory. */
+  /** Absolute project directory (the folder of pipeline.yaml / dvc.yaml). */
   root: string;
+  /**
+   * Absolute folder that paths may not leave: the enclosing git repository's root (so `../data`
+   * from a dvc.yaml in a subfolder is inside the project), else `root`.
+   */
+  repoRoot: string;
+  /** pipeline.yaml; when there is none, DVC's dvc.yaml if present. */
   pipelineFile: string;
   paramsFile: string;
   /** Absolute path of the profile params file, if any. */
@@ -31,7 +38,7 @@ export interface ContextOptions {
 export function resolveContext(opts: ContextOptions = {}): ProjectContext {
   const root = path.resolve(opts.cwd ?? ".");
   if (!fs.existsSync(root) || !fs.statSync(root).isDirectory()) {
-    throw new Error(`project directory ${root} does not exist (check -C/--cwd)`);
+    throw new InputError(`project directory ${root} does not exist or is not a directory (check -C/--cwd)`);
   }
   const stateDir = path.join(root, ".pipeline");
   let profileFile: string | undefined;
@@ -40,12 +47,19 @@ export function resolveContext(opts: ContextOptions = {}): ProjectContext {
     profileFile = path.resolve(root, opts.paramsFile);
     profile = path.basename(profileFile).replace(/\.(ya?ml)$/i, "");
     if (!/^[A-Za-z0-9._-]+$/.test(profile) || profile === "default") {
-      throw new Error(`profile file name ${opts.paramsFile} must be letters, digits, '.', '_' or '-' (and not 'default')`);
+      throw new InputError(
+        profile === "default"
+          ? `profile file ${opts.paramsFile}: a profile cannot be named 'default' (that name is taken by params.yaml); rename the file`
+          : `profile file name ${opts.paramsFile}: the name must be letters, digits, '.', '_' or '-'; rename the file`,
+      );
     }
   }
+  const ownFile = path.join(root, "pipeline.yaml");
+  const dvcFile = path.join(root, "dvc.yaml");
   return {
     root,
-    pipelineFile: path.join(root, "pipeline.yaml"),
+    repoRoot: gitRoot(root) ?? root,
+    pipelineFile: !fs.existsSync(ownFile) && fs.existsSync(dvcFile) ? dvcFile : ownFile,
     paramsFile: path.join(root, "params.yaml"),
     profileFile,
     profile,
@@ -53,4 +67,12 @@ export function resolveContext(opts: ContextOptions = {}): ProjectContext {
     stateDir,
     profileStateDir: profile === "default" ? stateDir : path.join(stateDir, "profiles", profile),
   };
+}
+
+/** The root of the git repository (work tree) containing `dir`, if any: the nearest folder with a `.git` entry. */
+export function gitRoot(dir: string): string | undefined {
+  for (let d = dir; ; d = path.dirname(d)) {
+    if (fs.existsSync(path.join(d, ".git"))) return d;
+    if (path.dirname(d) === d) return undefined;
+  }
 }

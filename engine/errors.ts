@@ -21,15 +21,39 @@ export class InputError extends PipelineError {
   }
 }
 
-/** Print an error for the user and return the exit code to use. */
-export function reportError(err: unknown): number {
+/**
+ * Print an error for the user and return the exit code to use. Anything but a PipelineError is a
+ * bug of the tool: exit 3, one line, the stack only with `debug` (--debug / PIPELINE_DEBUG=1).
+ */
+export function reportError(err: unknown, debug = !!process.env.PIPELINE_DEBUG): number {
   if (err instanceof PipelineError) {
-    process.stderr.write(`error: ${err.message}\n`);
+    writeErr(`error: ${err.message}\n${debug && err.stack ? err.stack + "\n" : ""}`);
     return err.exitCode;
   }
   const e = err as Error;
-  process.stderr.write(`internal error: ${e?.stack ?? String(err)}\n`);
+  const msg = e instanceof Error ? e.message : String(err);
+  const code = (err as NodeJS.ErrnoException)?.code;
+  if (code && ["ENOSPC", "EDQUOT", "EROFS", "EIO"].includes(code)) {
+    // the machine, not the tool: say what failed, in one line
+    const file = (err as NodeJS.ErrnoException).path;
+    writeErr(`error: ${msg.replace(/^E[A-Z]+: /, "").split(",")[0]}${file ? ` while writing ${file.replace(/\.tmp-\d+-[0-9a-f]+$/, "")}` : ""} (free space or fix the file system, then rerun)\n${debug && e.stack ? e.stack + "\n" : ""}`);
+    return 1;
+  }
+  writeErr(
+    debug
+      ? `internal error: ${e?.stack ?? String(err)}\n`
+      : `internal error (a bug of the pipeline tool): ${msg.split("\n")[0]} (rerun with --debug for the stack, and report it)\n`,
+  );
   return 3;
+}
+
+/** stderr may be closed (`repro 2>&-`) or full: reporting must never throw. */
+function writeErr(s: string): void {
+  try {
+    process.stderr.write(s);
+  } catch {
+    /* nowhere to report */
+  }
 }
 
 /** What an exit code or signal usually means, for failure messages. */

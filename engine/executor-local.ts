@@ -101,6 +101,44 @@ function groupAlive(pgid: number): boolean {
   return false;
 }
 
+/** Live (not zombie) processes of a process group. */
+function groupPids(pgid: number): number[] {
+  let entries: string[];
+  try {
+    entries = fs.readdirSync("/proc");
+  } catch {
+    return [];
+  }
+  const out: number[] = [];
+  for (const e of entries) {
+    if (e.charCodeAt(0) < 48 || e.charCodeAt(0) > 57) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${e}/stat`, "latin1");
+      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(rest[2]) === pgid && rest[0] !== "Z" && rest[0] !== "X") out.push(Number(e));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+/** SIGTERM to a process group, SIGKILL after the grace period if anything of it still runs. */
+async function stopGroup(pgid: number): Promise<void> {
+  try {
+    process.kill(-pgid, "SIGTERM");
+  } catch {
+    return;
+  }
+  const deadline = Date.now() + killGrace();
+  while (Date.now() < deadline && groupAlive(pgid)) await new Promise((r) => setTimeout(r, 50));
+  try {
+    process.kill(-pgid, "SIGKILL");
+  } catch {
+    /* gone */
+  }
+}
+
 export class LocalExecutor implements Executor {
   readonly name = "local";
 
@@ -138,13 +176,26 @@ export class LocalExecutor implements Executor {
   async run(job: JobSpec, io: ExecutorIO): Promise<JobResult> {
     const startedAt = new Date().toISOString();
     const log = new LogWriter(job.logFile);
+    // a log that cannot be written (full disk, read-only file system) stops the stage: its output
+    // would be lost, and the runner must not die of it (issue 14)
+    const logStop = new AbortController();
+    let logFailure: string | null = null;
+    log.onError = (e) => {
+      logFailure = `${e.code === "ENOSPC" ? "no space left on device" : e.code === "EROFS" ? "read-only file system" : e.message} while writing ${job.logFile}`;
+      logStop.abort();
+    };
+    const cmdIo: ExecutorIO = { ...io, signal: AbortSignal.any([io.signal, logStop.signal]) };
     let peak: number | undefined;
     try {
       for (const cmd of job.stage.cmd) {
         if (io.signal.aborted) return { exitCode: null, signal: "SIGTERM", startedAt, endedAt: new Date().toISOString(), peakRssKb: peak, message: "aborted before it started" };
         log.line(`$ ${cmd}`);
-        const r = await this.runOne(cmd, job, io, log);
+        const r = await this.runOne(cmd, job, cmdIo, log);
         if (r.peak !== undefined) peak = Math.max(peak ?? 0, r.peak);
+        if (r.submitError !== undefined) throw r.submitError;
+        if (logFailure) {
+          return { exitCode: r.code, signal: r.signal ?? "SIGTERM", startedAt, endedAt: new Date().toISOString(), peakRssKb: peak, message: `stopped: ${logFailure}` };
+        }
         if (r.code !== 0 || r.signal) {
           const message = `${r.signal ? `signal ${r.signal}` : `exit code ${r.code}`}: ${explainExit(r.code, r.signal)}` + (job.stage.cmd.length > 1 ? ` (in: ${cmd})` : "");
           log.line(`# ${message}`);
@@ -157,7 +208,7 @@ export class LocalExecutor implements Executor {
     }
   }
 
-  private runOne(cmd: string, job: JobSpec, io: ExecutorIO, log: LogWriter): Promise<{ code: number | null; signal: string | null; peak?: number }> {
+  private runOne(cmd: string, job: JobSpec, io: ExecutorIO, log: LogWriter): Promise<{ code: number | null; signal: string | null; peak?: number; submitError?: unknown }> {
     return new Promise((resolve) => {
       const env = { ...job.env };
       if (env.PYTHONUNBUFFERED === undefined) env.PYTHONUNBUFFERED = "1";
@@ -170,10 +221,21 @@ export class LocalExecutor implements Executor {
         return;
       }
       const pgid = child.pid!;
+      let submitError: unknown;
       if (pgid) {
         live.add(pgid);
         // lets a runner restarted after a crash find (and stop) this process group
-        job.onSubmitted?.(localJobId(pgid));
+        try {
+          job.onSubmitted?.(localJobId(pgid));
+        } catch (e) {
+          // unrecorded (a full disk): a group no runner could find again must not run on
+          submitError = e;
+          try {
+            process.kill(-pgid, "SIGKILL");
+          } catch {
+            /* gone */
+          }
+        }
       }
       const splitter = new LineSplitter();
       const emit = (evs: { text: string; progress: boolean }[]) => {
@@ -231,7 +293,7 @@ export class LocalExecutor implements Executor {
         }
         if (killTimer) clearTimeout(killTimer);
         live.delete(pgid);
-        resolve({ ...exit, peak });
+        resolve({ ...exit, peak, submitError });
       };
       child.on("error", (e) => {
         log.line(`# could not start bash: ${e.message}`);
@@ -241,6 +303,23 @@ export class LocalExecutor implements Executor {
       });
       child.on("exit", (code, signal) => {
         sample();
+        if (!io.signal.aborted) {
+          // what is left of the group was started in the background by the command: it could write
+          // into outs after they were hashed, so it is stopped (and the runner says so)
+          const left = groupPids(pgid);
+          if (left.length) {
+            io.onState?.(`warning: the command exited but left ${left.length} background process${left.length > 1 ? "es" : ""} running (pid ${left.slice(0, 5).join(", ")}${left.length > 5 ? ", ..." : ""}); stopping them`);
+            void stopGroup(pgid).then(() => {
+              exit = { code, signal };
+              if (streamClosed) return finish();
+              setTimeout(() => {
+                child.stdout?.destroy();
+                finish();
+              }, 1000).unref();
+            });
+            return;
+          }
+        }
         exit = { code, signal };
         if (streamClosed) return finish();
         // background processes may keep the pipe open: don't wait for them forever

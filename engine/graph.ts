@@ -3,8 +3,10 @@
  *
  * An edge a -> b exists when a dep of b is an out of a, lies inside an out directory of a, or is a
  * directory that contains an out of a. Errors (InputError): two stages with the same out, an out
- * inside another out, a dep that is neither an existing path nor any stage's out, a cycle
- * (reported in order: `a -> b -> c -> a`).
+ * inside another out, a cycle (reported in order: `a -> b -> c -> a`). A dep that is neither an
+ * existing path nor any stage's out is not an error here (planning works on a fresh clone, before
+ * the data is there, as `dvc dag` does): it is listed in `missingDeps`, `status` reports it and
+ * `repro` refuses to run that stage ({@link missingDepError}).
  */
 import { InputError } from "./errors.ts";
 import type { Stage } from "./types.ts";
@@ -17,6 +19,16 @@ export interface Graph {
   downstream: Map<string, string[]>;
   /** Topological order; among ready stages, declaration order wins (stable). */
   order: string[];
+  /** stage -> its deps that no stage writes and that do not exist (only stages that have some). */
+  missingDeps: Map<string, string[]>;
+}
+
+/** The error `repro` gives for a stage whose dep is neither on disk nor written by any stage. */
+export function missingDepError(stage: string, dep: string, where = ""): InputError {
+  return new InputError(
+    (where ? `${where}: ` : "") +
+      `stage ${stage}: dep ${dep} is neither an existing file or directory nor an out of any stage (check the path, or add the stage that writes it)`,
+  );
 }
 
 /** True when `p` is `dir` or lies inside it (project-relative normalized paths). */
@@ -29,7 +41,14 @@ export function overlaps(a: string, b: string): boolean {
   return isWithin(a, b) || isWithin(b, a);
 }
 
-export function buildGraph(stages: Stage[], exists: (relPath: string) => boolean): Graph {
+/**
+ * `locate` (see locate.ts) prefixes errors about an out or dep with where pipeline.yaml writes it.
+ */
+export function buildGraph(stages: Stage[], exists: (relPath: string) => boolean, locate?: (group: string, field: "outs" | "deps", item?: string) => string): Graph {
+  const at = (stage: string, field: "outs" | "deps", item: string) => {
+    const s = byName.get(stage);
+    return locate && s ? `${locate(s.group, field, item)}: ` : "";
+  };
   const byName = new Map<string, Stage>();
   const index = new Map<string, number>();
   for (const s of stages) {
@@ -48,14 +67,19 @@ export function buildGraph(stages: Stage[], exists: (relPath: string) => boolean
       const b = outs[j]!;
       if (a.path === b.path) {
         throw new InputError(
-          a.stage === b.stage
-            ? `stage ${a.stage} lists the out ${a.path} twice`
-            : `two stages write the same out ${a.path}: ${a.stage} and ${b.stage}; each out must belong to one stage`,
+          at(b.stage, "outs", b.path) +
+            (a.stage === b.stage
+              ? `stage ${a.stage} lists the out ${a.path} twice`
+              : `two stages write the same out ${a.path}: ${a.stage} and ${b.stage}; each out must belong to one stage` +
+                (a.stage !== b.stage && locate ? ` (${a.stage}: ${locate(byName.get(a.stage)!.group, "outs", a.path)})` : "")),
         );
       }
       if (isWithin(b.path, a.path)) {
         throw new InputError(
-          `out ${b.path} (stage ${b.stage}) is inside the out directory ${a.path} (stage ${a.stage}); outs must not overlap`,
+          at(b.stage, "outs", b.path) +
+            `out ${b.path} (stage ${b.stage}) is inside the out directory ${a.path} (stage ${a.stage}` +
+            (locate ? `, ${locate(byName.get(a.stage)!.group, "outs", a.path)}` : "") +
+            `); outs must not overlap`,
         );
       }
     }
@@ -67,20 +91,19 @@ export function buildGraph(stages: Stage[], exists: (relPath: string) => boolean
     up.set(s.name, new Set());
     down.set(s.name, new Set());
   }
+  const missingDeps = new Map<string, string[]>();
   for (const s of stages) {
-    for (const dep of s.deps) {
+    // a declared params file written by a stage links them too (DVC's params are deps)
+    const paramsFiles = (s.paramsFiles ?? []).filter((f) => !s.deps.includes(f));
+    for (const dep of [...s.deps, ...paramsFiles]) {
       const producers = outs.filter((o) => overlaps(dep, o.path));
       if (producers.length === 0) {
-        if (!exists(dep)) {
-          throw new InputError(
-            `stage ${s.name}: dep ${dep} is neither an existing file or directory nor an out of any stage (check the path, or add the stage that writes it)`,
-          );
-        }
+        if (!exists(dep) && s.deps.includes(dep)) missingDeps.set(s.name, [...(missingDeps.get(s.name) ?? []), dep]);
         continue;
       }
       for (const p of producers) {
         if (p.stage === s.name) {
-          throw new InputError(`cycle: ${s.name} -> ${s.name} (its dep ${dep} overlaps its own out ${p.path})`);
+          throw new InputError(at(s.name, "deps", dep) + `cycle: ${s.name} -> ${s.name} (its dep ${dep} overlaps its own out ${p.path})`);
         }
         up.get(s.name)!.add(p.stage);
         down.get(p.stage)!.add(s.name);
@@ -117,7 +140,7 @@ export function buildGraph(stages: Stage[], exists: (relPath: string) => boolean
       }
     }
   }
-  return { stages: byName, upstream, downstream, order };
+  return { stages: byName, upstream, downstream, order, missingDeps };
 }
 
 /** A cycle as `[a, b, c, a]` (a depends on ... on a), or undefined. Deterministic. */
@@ -176,8 +199,13 @@ function resolveTarget(graph: Graph, t: string): string[] {
   throw new InputError(`unknown stage ${JSON.stringify(t)}; known stages: ${groups.join(", ") || "(none)"}`);
 }
 
-export function selectStages(graph: Graph, targets: string[], opts: { downstream?: boolean } = {}): string[] {
+export function selectStages(graph: Graph, targets: string[], opts: { downstream?: boolean; single?: boolean } = {}): string[] {
   if (targets.length === 0) return [...graph.order];
+  if (opts.single) {
+    // `--single-item`: the targets only, none of their upstream (or downstream) stages
+    const picked = new Set(targets.flatMap((t) => resolveTarget(graph, t)));
+    return graph.order.filter((n) => picked.has(n));
+  }
   const picked = new Set<string>();
   const walk = (n: string, edges: Map<string, string[]>) => {
     if (picked.has(n)) return;

@@ -132,6 +132,19 @@ export class Hasher {
     }
   }
 
+  /**
+   * A file just placed with known content (checked out from the content-addressed cache, whose
+   * objects are verified): record its hash without reading it again. Skips the racy-file rule on
+   * purpose (the file was written by us a moment ago, from content of known hash).
+   */
+  async remember(rel: string, hash: string): Promise<void> {
+    const st = await fsp.stat(path.join(this.ctx.root, rel), { bigint: true });
+    const e: CacheEntry = { size: String(st.size), ino: String(st.ino), mtimeNs: String(st.mtimeNs), ctimeNs: String(st.ctimeNs), hash };
+    this.loadCache().set(rel, e);
+    this.changed.set(rel, e);
+    this.listed.add(rel); // not a vanished file of a directory listed before it was placed
+  }
+
   /** Persist the stat cache atomically (merged with what other processes saved meanwhile). */
   async save(): Promise<void> {
     this.forgetVanished();
@@ -147,7 +160,19 @@ export class Hasher {
       entries[k] = [e.size, e.ino, e.mtimeNs, e.ctimeNs, e.hash];
     }
     const body = JSON.stringify({ version: CACHE_VERSION, algorithm: "sha256", fields: ["size", "ino", "mtimeNs", "ctimeNs", "hash"], entries });
-    await atomicWrite(this.cacheFile, body);
+    try {
+      await atomicWrite(this.cacheFile, body);
+    } catch (e) {
+      // only a cache: a full or read-only disk must not fail `status` (the next run hashes again)
+      const err = e as NodeJS.ErrnoException;
+      if (typeof err.code !== "string") throw e;
+      const why = err.code === "EROFS" ? "read-only file system" : err.code === "ENOSPC" ? "no space left on device" : err.message;
+      try {
+        process.stderr.write(`warning: could not save the stat cache ${path.relative(process.cwd(), this.cacheFile) || this.cacheFile} (${why}); answered without saving it\n`);
+      } catch {
+        /* stderr gone */
+      }
+    }
     this.changed.clear();
   }
 
@@ -291,7 +316,12 @@ export class Hasher {
   private async storeManifest(hash: string, json: string): Promise<void> {
     const file = this.manifestPath(hash);
     if (fs.existsSync(file)) return;
-    await atomicWrite(file, json);
+    try {
+      await atomicWrite(file, json);
+    } catch (e) {
+      // kept only to say which file of a directory changed: a full or read-only disk just loses that detail
+      if (typeof (e as NodeJS.ErrnoException).code !== "string") throw e;
+    }
   }
 }
 
@@ -344,12 +374,24 @@ function readCacheFile(file: string): Map<string, CacheEntry> {
     const j = JSON.parse(raw) as { version?: number; entries?: Record<string, string[]> };
     if (j.version !== CACHE_VERSION || !j.entries) return m; // another format: start afresh (it is only a cache)
     for (const [k, v] of Object.entries(j.entries)) {
-      if (Array.isArray(v) && v.length === 5) m.set(k, { size: v[0]!, ino: v[1]!, mtimeNs: v[2]!, ctimeNs: v[3]!, hash: v[4]! });
+      if (validEntry(v)) m.set(k, { size: v[0], ino: v[1], mtimeNs: v[2], ctimeNs: v[3], hash: v[4] });
+      // anything else (a bad digit, a hash that is not sha256 hex) is a miss: the file is hashed again
     }
   } catch {
     // A corrupt cache (e.g. a crash mid-write on a file system without atomic rename) is ignored.
   }
   return m;
+}
+
+/** A cache entry whose every value has the expected form: four decimal integers and a sha256 hex digest. */
+function validEntry(v: unknown): v is [string, string, string, string, string] {
+  return (
+    Array.isArray(v) &&
+    v.length === 5 &&
+    v.slice(0, 4).every((x) => typeof x === "string" && /^[0-9]{1,25}$/.test(x)) &&
+    typeof v[4] === "string" &&
+    /^[0-9a-f]{64}$/.test(v[4])
+  );
 }
 
 /** Write via a temp file in the same directory + rename, so readers never see half a file. */

@@ -130,13 +130,29 @@ export class LogWriter {
     if (this.fd < 0) return;
     if (this.pendingProgress !== null) this.write(this.pendingProgress + "\n");
     this.pendingProgress = null;
-    fs.closeSync(this.fd);
+    try {
+      fs.closeSync(this.fd);
+    } catch (e) {
+      this.error ??= e as NodeJS.ErrnoException; // e.g. a delayed write error reported at close (NFS)
+    }
     this.fd = -1;
   }
 
+  /** The first write that failed (a full disk, a read-only file system): nothing more is written. */
+  error: NodeJS.ErrnoException | null = null;
+
   private write(s: string): void {
-    if (this.fd >= 0) fs.writeSync(this.fd, s);
+    if (this.fd < 0 || this.error) return;
+    try {
+      fs.writeSync(this.fd, s);
+    } catch (e) {
+      this.error = e as NodeJS.ErrnoException;
+      this.onError?.(this.error);
+    }
   }
+
+  /** Called once, at the first failed write (the executor stops the stage: its output has nowhere to go). */
+  onError?: (e: NodeJS.ErrnoException) => void;
 }
 
 /** A file-safe version of a stage name ("capture@base" stays; odd characters get a hash suffix). */
@@ -185,17 +201,34 @@ export class Terminal {
   private redrawTimer: NodeJS.Timeout | null = null;
   private lastRedraw = 0;
 
+  /** The stream failed (EPIPE from `repro | head`, a full disk): the run goes on, silently. */
+  private broken = false;
+
   constructor(opts: TerminalOptions = {}) {
     this.stream = opts.stream ?? process.stdout;
+    const s = this.stream as { on?: (ev: string, fn: (e: Error) => void) => void };
+    // an error event without a listener would kill the runner (and orphan its stages)
+    s.on?.("error", () => {
+      this.broken = true;
+    });
     this.tty = Boolean(this.stream.isTTY) && process.env.TERM !== "dumb";
     const env = Number(process.env.PIPELINE_PROGRESS_INTERVAL_MS);
     this.progressIntervalMs = opts.progressIntervalMs ?? (Number.isFinite(env) && env >= 0 && process.env.PIPELINE_PROGRESS_INTERVAL_MS ? env : 10_000);
   }
 
+  private write(text: string): void {
+    if (this.broken) return;
+    try {
+      this.stream.write(text);
+    } catch {
+      this.broken = true;
+    }
+  }
+
   /** A message of the runner itself. */
   info(text: string): void {
     this.clearStatus();
-    this.stream.write(text.endsWith("\n") ? text : text + "\n");
+    this.write(text.endsWith("\n") ? text : text + "\n");
     this.drawStatus();
   }
 
@@ -204,7 +237,7 @@ export class Terminal {
     if (line.endsWith("\r")) return this.progress(stage, line.slice(0, -1));
     this.latest.delete(stage);
     this.clearStatus();
-    this.stream.write(`[${stage}] ${line}\n`);
+    this.write(`[${stage}] ${line}\n`);
     this.drawStatus();
   }
 
@@ -213,7 +246,7 @@ export class Terminal {
       const last = this.lastPrinted.get(stage) ?? -Infinity;
       if (now - last >= this.progressIntervalMs) {
         this.lastPrinted.set(stage, now);
-        this.stream.write(`[${stage}] ${text.trim()}\n`);
+        this.write(`[${stage}] ${text.trim()}\n`);
       }
       return;
     }
@@ -257,7 +290,7 @@ export class Terminal {
 
   private clearStatus(): void {
     if (this.tty && this.statusShown) {
-      this.stream.write("\r\x1b[K");
+      this.write("\r\x1b[K");
       this.statusShown = false;
     }
   }
@@ -267,7 +300,7 @@ export class Terminal {
     const cols = (this.stream as { columns?: number }).columns ?? 120;
     let s = [...this.latest].map(([k, v]) => `[${k}] ${v}`).join(" | ");
     if (s.length > cols - 1) s = s.slice(0, Math.max(0, cols - 2)) + "…";
-    this.stream.write(s);
+    this.write(s);
     this.statusShown = true;
     this.lastRedraw = Date.now();
   }

@@ -91,10 +91,18 @@ export function stageReasons(
   outs: Map<string, PathHash | null>,
   oldManifest?: ManifestLookup,
 ): Reason[] {
-  if (!entry) return [{ kind: "new" }];
-  const reasons: Reason[] = [];
+  // DVC's `frozen`: deps and params never make the stage stale (a changed cmd or out still does).
+  const missingParams: Reason[] = stage.frozen
+    ? []
+    : Object.entries(stage.missingParams ?? {}).map(([key, message]) => ({ kind: "param-missing", key, message }));
+  const always: Reason[] = stage.alwaysChanged ? [{ kind: "always" }] : [];
+  if (!entry) {
+    const missingDeps: Reason[] = stage.frozen ? [] : stage.deps.filter((d) => deps.has(d) && deps.get(d) === null).map((path) => ({ kind: "dep", path, change: "missing" }));
+    return [{ kind: "new" }, ...missingDeps, ...missingParams];
+  }
+  const reasons: Reason[] = [...always, ...missingParams];
   if (!deepEqual(stage.cmd, entry.cmd)) reasons.push({ kind: "cmd", before: entry.cmd, after: stage.cmd });
-  for (const k of sortedKeys(stage.params, entry.params)) {
+  for (const k of stage.frozen ? [] : sortedKeys(stage.params, entry.params)) {
     const has = Object.prototype.hasOwnProperty.call(stage.params, k);
     const had = Object.prototype.hasOwnProperty.call(entry.params, k);
     const after = stage.params[k];
@@ -114,7 +122,7 @@ export function stageReasons(
       reasons.push(r);
     }
   }
-  reasons.push(...pathReasons("dep", stage.deps, entry.deps, deps, oldManifest));
+  if (!stage.frozen) reasons.push(...pathReasons("dep", stage.deps, entry.deps, deps, oldManifest));
   reasons.push(...pathReasons("out", stage.outs.map((o) => o.path), entry.outs, outs, oldManifest));
   return reasons;
 }
@@ -134,7 +142,7 @@ export function planStatuses(
     const reasons: Reason[] = [];
     if (opts.force || opts.forceTargets?.has(name)) reasons.push({ kind: "forced" });
     if (opts.interrupted?.has(name)) reasons.push({ kind: "interrupted" });
-    const running = (graph.upstream.get(name) ?? []).filter((u) => willRun.has(u));
+    const running = stage.frozen ? [] : (graph.upstream.get(name) ?? []).filter((u) => willRun.has(u));
     // Deps produced by an upstream stage that will run are going to change: their current
     // state says nothing, so those reasons are replaced by "upstream X will run".
     const runningOuts = running.flatMap((u) => graph.stages.get(u)!.outs.map((o) => o.path));
@@ -150,7 +158,7 @@ export function planStatuses(
 }
 
 function show(v: unknown): string {
-  const s = v === undefined ? "undefined" : JSON.stringify(v);
+  const s = v === undefined ? "undefined" : typeof v === "bigint" ? String(v) : canonicalJson(v);
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
@@ -161,7 +169,7 @@ export function formatReason(r: Reason): string {
     case "forced":
       return "forced (-f)";
     case "interrupted":
-      return "interrupted (a previous run did not finish)";
+      return r.runningBy ? `running now, by ${r.runningBy} (not recorded until it succeeds)` : "interrupted (a previous run did not finish)";
     case "cmd":
       return "cmd changed";
     case "dep":
@@ -178,6 +186,10 @@ export function formatReason(r: Reason): string {
       return `env: ${r.key} ${show(r.before)} -> ${show(r.after)}`;
     case "upstream":
       return `upstream ${r.stage} will run`;
+    case "always":
+      return "always changed (always_changed: true)";
+    case "param-missing":
+      return `params: ${r.key} missing`;
   }
 }
 
@@ -188,6 +200,7 @@ export function canonicalJson(v: unknown): string {
     const keys = Object.keys(v).sort();
     return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(",")}}`;
   }
+  if (typeof v === "bigint") return String(v); // an integer beyond 2^53, exact
   return JSON.stringify(v) ?? "null";
 }
 

@@ -54,6 +54,7 @@ export class Provenance {
   readonly record: RunRecord;
 
   private gitDone = false;
+  private saveTimer: NodeJS.Timeout | null = null;
 
   constructor(
     private readonly ctx: ProjectContext,
@@ -91,10 +92,18 @@ export class Provenance {
     if (dirty !== undefined) this.record.gitDirty = dirty.length > 0;
   }
 
+  /**
+   * Record a stage's run. Saved at most once a second (rewriting the whole record after every one
+   * of 4,000 stages would make a run quadratic); finish() saves at once.
+   */
   addStage(r: StageRunRecord): void {
     this.git();
     this.record.stages.push(r);
-    this.save();
+    if (this.record.stages.length === 1) this.save();
+    else this.saveTimer ??= setTimeout(() => {
+      this.saveTimer = null;
+      this.save();
+    }, 1000).unref();
   }
 
   finish(exitCode: number): void {
@@ -104,6 +113,13 @@ export class Provenance {
   }
 
   save(): void {
-    writeFileAtomicSync(this.file, JSON.stringify(this.record, null, 2) + "\n");
+    if (this.saveTimer) clearTimeout(this.saveTimer);
+    this.saveTimer = null;
+    try {
+      writeFileAtomicSync(this.file, JSON.stringify(this.record, null, 2) + "\n");
+    } catch (e) {
+      // the record of the run is informative: a full disk must not stop the run over it
+      process.stderr.write(`warning: could not save the run record ${this.file}: ${(e as Error).message}\n`);
+    }
   }
 }

@@ -30,14 +30,19 @@ import path from "node:path";
 import type { Project } from "./config.ts";
 import type { Graph } from "./graph.ts";
 import type { Hasher } from "./hashing.ts";
-import { readLock, writeLock, lockEntry } from "./lock.ts";
+import { lockEntry } from "./lock.ts";
+import { LockStore } from "./lock-store.ts";
 import { formatReason, stageIdentity, stageReasons } from "./plan.ts";
 import { computeStatus } from "./status.ts";
 import { Scheduler, checkGpuNeeds, type SchedStage } from "./scheduler.ts";
 import { PipelineError, explainExit } from "./errors.ts";
-import { newJournal, readJournals, removeJournal, writeJournal, type Journal, type JournalOut } from "./journal.ts";
+import { readJournalFile, removeJournal, writeJournal, type Journal } from "./journal.ts";
+import { recover } from "./recovery.ts";
+import { removeRunning, writeRunning } from "./running.ts";
+import { crashPoint, deleteBackups, prepareOuts, rollback } from "./staging.ts";
 import { safeName, tailLines, type Terminal } from "./output.ts";
 import type { Provenance } from "./provenance.ts";
+import type { CacheHooks } from "./cache/hooks.ts";
 import type { Executor, JobResult, JobSpec, LockEntry, PathHash, Reason, Stage, StageStatus } from "./types.ts";
 
 export type StageOutcome = "ok" | "current" | "failed" | "interrupted";
@@ -59,6 +64,8 @@ export interface RunnerOptions {
   provenance: Provenance;
   /** Aborted on Ctrl-C / SIGTERM. */
   signal: AbortSignal;
+  /** Content-addressed cache and run-cache (engine/cache/); absent = no caching. */
+  cache?: CacheHooks;
 }
 
 export interface RunSummary {
@@ -83,7 +90,11 @@ export class Runner {
   private readonly ctx;
   private readonly interrupted = new Set<string>();
   private readonly attach = new Map<string, AttachPlan>();
-  private lockQueue: Promise<void> = Promise.resolve();
+  private readonly lock: LockStore;
+  /** Stages promoted in memory whose journal goes once the lock write that holds them is done. */
+  private readonly finishing = new Set<Promise<void>>();
+  /** The first failed write of pipeline.lock (its stages stay journaled: the next repro records them). */
+  private lockError: Error | null = null;
   private readonly summary: RunSummary = {
     ran: [],
     current: [],
@@ -97,77 +108,11 @@ export class Runner {
 
   constructor(private readonly o: RunnerOptions) {
     this.ctx = o.project.ctx;
+    this.lock = new LockStore(this.ctx.lockFile);
   }
 
   private say(msg: string): void {
     this.o.terminal.info(msg);
-  }
-
-  // ---------------------------------------------------------------- recovery
-
-  /** Finish or undo what a killed runner left (journals). Call with the mutex held. */
-  async recover(): Promise<void> {
-    const journals = readJournals(this.ctx, (file, why) => this.say(`warning: ignoring unreadable journal ${file}: ${why}`));
-    for (const j of journals) {
-      const who = `pid ${j.pid} on ${j.host}, started ${j.startedAt}`;
-      if (j.phase === "interrupted") {
-        this.interrupted.add(j.stage);
-        continue;
-      }
-      if (j.phase === "promote" && j.entry) {
-        // (a stage since removed from pipeline.yaml gets no lock entry)
-        if (this.o.graph.stages.has(j.stage)) await this.updateLock(j.stage, j.entry);
-        this.deleteBackups(j);
-        removeJournal(this.ctx, j.stage);
-        this.say(`recovered ${j.stage}: its run (${who}) had succeeded; recorded it in the lock`);
-        continue;
-      }
-      // prepare / running
-      if (j.jobId) {
-        const ex = await this.o.executor(j.executor).catch(() => null);
-        let active = false;
-        if (ex?.isActive) {
-          try {
-            active = await ex.isActive(j.jobId);
-          } catch (e) {
-            // rolling back under a job that still writes its outs would be worse than stopping here
-            throw new PipelineError(
-              `cannot tell whether job ${j.jobId} of the interrupted stage ${j.stage} still runs: ${(e as Error).message}\n` +
-                `retry when the ${j.executor} executor answers again (nothing was changed)`,
-              1,
-            );
-          }
-        }
-        // A scheduler job that finished while no runner watched is attached to as well: attach returns
-        // its recorded result at once, so 12 hours of capture are recorded, not resubmitted.
-        const scheduled = j.executor !== "local";
-        if ((active || scheduled) && ex?.attach && this.o.graph.stages.has(j.stage)) {
-          this.attach.set(j.stage, { journal: j });
-          this.interrupted.add(j.stage);
-          this.say(`${j.stage}: job ${j.jobId} of an interrupted run (${who}) is ${active ? "still active" : "finished"}; will re-attach to it`);
-          continue;
-        }
-        if (active && ex) {
-          if (ex instanceof Object && "kill" in ex && typeof (ex as { kill: unknown }).kill === "function") {
-            this.say(`${j.stage}: stopping process group ${j.jobId} left running by an interrupted run (${who})`);
-            await (ex as unknown as { kill(id: string): Promise<void> }).kill(j.jobId);
-          }
-        }
-      }
-      this.rollback(j);
-      const persist = j.outs.some((x) => x.persist);
-      if (persist) {
-        j.phase = "interrupted";
-        writeJournal(this.ctx, j);
-        this.interrupted.add(j.stage);
-      } else {
-        removeJournal(this.ctx, j.stage);
-      }
-      this.say(
-        `recovered ${j.stage}: its run (${who}) was interrupted; restored its last good outputs` +
-          (persist ? ` (persist outs kept for resuming: ${j.outs.filter((x) => x.persist).map((x) => x.path).join(", ")})` : ""),
-      );
-    }
   }
 
   // ---------------------------------------------------------------- planning
@@ -208,6 +153,19 @@ export class Runner {
     return nodes;
   }
 
+  /** Finish or undo what a killed runner left (journals; see recovery.ts). Call with the mutex held. */
+  async recover(): Promise<void> {
+    const r = await recover({
+      ctx: this.ctx,
+      graph: this.o.graph,
+      executor: (n) => this.o.executor(n),
+      updateLock: (n, e) => this.updateLock(n, e),
+      say: (m) => this.say(m),
+    });
+    for (const s of r.interrupted) this.interrupted.add(s);
+    for (const [k, v] of r.attach) this.attach.set(k, v);
+  }
+
   // ---------------------------------------------------------------- the loop
 
   async run(statuses: StageStatus[], gpuPool: string[]): Promise<RunSummary> {
@@ -236,7 +194,24 @@ export class Runner {
       pump();
     });
     this.o.signal.removeEventListener("abort", onAbort);
-    await this.lockQueue;
+    // entries of stages removed from pipeline.yaml would stay in the lock forever
+    let dropped: string[] = [];
+    try {
+      dropped = Object.keys(this.lock.get().stages).filter((n) => !this.o.graph.stages.has(n));
+    } catch {
+      /* an unreadable lock was reported when planning */
+    }
+    for (const n of dropped) this.lock.drop(n).catch((e: Error) => (this.lockError ??= e));
+    if (dropped.length) this.say(`dropped the lock entr${dropped.length > 1 ? "ies" : "y"} of ${dropped.join(", ")} (no longer in pipeline.yaml)`);
+    await this.lock.flush();
+    await Promise.all([...this.finishing]);
+    if (this.lockError) {
+      throw new PipelineError(
+        `could not write ${path.basename(this.ctx.lockFile)}: ${describeFsError(this.lockError)}; ` +
+          `the stages that ran (${this.summary.ran.join(", ")}) stay journaled with their outputs, and the next repro records them once it can write`,
+        1,
+      );
+    }
     for (const [name, st] of sched.states()) {
       if (st === "blocked" && !this.o.signal.aborted) this.summary.blocked.push(name);
       else if (st === "blocked" || st === "cancelled" || st === "pending") this.summary.notStarted.push(name);
@@ -259,7 +234,7 @@ export class Runner {
       if (!attach && planned.length > 0 && planned.every((r) => r.kind === "upstream")) {
         // re-plan: it ran only because upstream stages ran; they may have reproduced exactly what it used
         const outs = await this.o.hasher.hashPaths(stage.outs.map((x) => x.path));
-        const entry = readLock(this.ctx.lockFile).stages[name];
+        const entry = this.lock.entry(name);
         const own = stageReasons(stage, entry, deps, outs, (h) => this.o.hasher.manifestSync(h));
         if (own.length === 0) {
           this.say(`${name}: current after all (its upstream stages reproduced the same outputs); skipped`);
@@ -282,7 +257,11 @@ export class Runner {
         attachJobId = attach.journal.jobId;
       } else {
         if (attach) await this.cancelAttach(name, attach, await this.o.executor(attach.journal.executor));
-        journal = this.prepare(stage, identity, execName, gpus);
+        // the previous log is about to be replaced: free its space first (it may be what filled the disk)
+        fs.rmSync(path.join(this.ctx.profileStateDir, "logs", `${safeName(name)}.log`), { force: true });
+        const p = prepareOuts({ ctx: this.ctx, say: (m) => this.say(m), lockEntry: (n) => this.lock.entry(n) }, stage, identity, execName, gpus);
+        journal = p.journal;
+        if (p.wasInterrupted) this.interrupted.add(name);
       }
 
       const logDir = path.join(this.ctx.profileStateDir, "logs");
@@ -290,6 +269,7 @@ export class Runner {
       const logFile = path.join(logDir, `${safeName(name)}.log`);
       const env: Record<string, string> = {};
       for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+      delete env.PIPELINE_RELAYED; // the runner's own launch detail (launcher.ts), not the stage's
       Object.assign(env, stage.env);
       // Where the command finds its params (DVC-style scripts read them themselves): the params file
       // in force (params.yaml, or the -P profile that replaces it), the profile's name and the stage.
@@ -301,24 +281,29 @@ export class Runner {
       const j = journal;
       const job: JobSpec = {
         stage,
-        cwd: this.ctx.root,
+        cwd: stage.wdir ? path.join(this.ctx.root, stage.wdir) : this.ctx.root, // DVC's wdir
         env,
         gpus,
         logFile,
         identity,
         onSubmitted: (id) => {
+          writeRunning(this.ctx, name, execName, id); // first: found even if the journal is lost
           j.jobId = id;
-          writeJournal(this.ctx, j);
+          writeJournal(this.ctx, j, { durable: execName !== "local" }); // a scheduler's job outlives this machine
         },
       };
       j.phase = "running";
       j.gpus = gpus;
-      writeJournal(this.ctx, j);
+      // a local job writes it with its id at once (onSubmitted); recovery treats prepare and running alike
+      if (execName !== "local" || attachJobId) writeJournal(this.ctx, j, { durable: false });
 
+      // run-cache: an earlier run with this identity left its outs in the cache -> check them out instead
+      const restored = !attachJobId && !this.o.force && !this.o.forceTargets.has(name) && !!(await this.o.cache?.restore(stage, identity));
+      if (restored) this.say(`${name}: restored from run-cache (an earlier run had the same cmd, deps, params and env)`);
       const shown = reasons.slice(0, 3).map(formatReason).join("; ") + (reasons.length > 3 ? `; and ${reasons.length - 3} more (see repro --dry)` : "");
       const why = attachJobId ? `re-attaching to job ${attachJobId}` : shown;
-      this.say(`running ${name}${gpus.length ? ` on GPU ${gpus.join(",")}` : ""}${execName !== "local" ? ` (${execName})` : ""}: ${why}`);
-      if (!attachJobId) for (const c of stage.cmd) this.say(c.split("\n").map((l, i) => `[${name}] ${i === 0 ? "$" : ">"} ${l}`).join("\n"));
+      if (!restored) this.say(`running ${name}${gpus.length ? ` on GPU ${gpus.join(",")}` : ""}${execName !== "local" ? ` (${execName})` : ""}: ${why}`);
+      if (!attachJobId && !restored) for (const c of stage.cmd) this.say(c.split("\n").map((l, i) => `[${name}] ${i === 0 ? "$" : ">"} ${l}`).join("\n"));
 
       const t0 = Date.now();
       const io = {
@@ -328,11 +313,13 @@ export class Runner {
       };
       let res: JobResult;
       try {
-        res = attachJobId ? await executor.attach!(attachJobId, job, io) : await executor.run(job, io);
+        const at = new Date(t0).toISOString();
+        res = restored ? { exitCode: 0, startedAt: at, endedAt: new Date().toISOString() } : attachJobId ? await executor.attach!(attachJobId, job, io) : await executor.run(job, io);
       } catch (e) {
         const now = new Date().toISOString();
-        res = { exitCode: null, signal: null, startedAt: new Date(t0).toISOString(), endedAt: now, message: `the ${execName} executor failed: ${(e as Error).message}` };
+        res = { exitCode: null, signal: null, startedAt: new Date(t0).toISOString(), endedAt: now, message: fsErrorText(e) ?? `the ${execName} executor failed: ${(e as Error).message}` };
       }
+      removeRunning(this.ctx, name);
       this.o.terminal.stageEnded(name);
       const record = (outcome: "ok" | "failed", message?: string) =>
         this.o.provenance.addStage({
@@ -362,7 +349,7 @@ export class Runner {
         const meaning = res.message ?? `${code}: ${explainExit(res.exitCode, res.signal)}`;
         this.undo(j);
         record("failed", meaning);
-        this.fail(name, meaning.startsWith(code) ? meaning : `${code}: ${meaning}`, logFile);
+        this.fail(name, meaning.startsWith(code) || (res.exitCode === null && !res.signal) ? meaning : `${code}: ${meaning}`, logFile);
         return "failed";
       }
       const outs = await this.o.hasher.hashPaths(stage.outs.map((x) => x.path));
@@ -374,15 +361,34 @@ export class Runner {
         this.fail(name, msg + " (check the paths in pipeline.yaml against what the command writes)", logFile);
         return "failed";
       }
+      const depsAfter = await this.o.hasher.hashPaths(stage.deps);
+      const changed = stage.deps.filter((d) => depsAfter.get(d)?.hash !== deps.get(d)?.hash);
+      if (changed.length) {
+        this.say(
+          `warning: ${name} changed its own dep${changed.length > 1 ? "s" : ""} ${changed.join(", ")} while running: ` +
+            `it is recorded with the deps it started from, so it will run again at every repro (make ${changed.length > 1 ? "them outs" : "it an out"}, or stop writing ${changed.length > 1 ? "them" : "it"})`,
+        );
+      }
       const entry = lockEntry(stage, deps, outs);
       j.phase = "promote";
       j.entry = entry;
       writeJournal(this.ctx, j);
       crashPoint("promote", name);
-      await this.updateLock(name, entry);
-      crashPoint("locked", name);
-      this.deleteBackups(j);
-      removeJournal(this.ctx, name);
+      // the outs go into the cache (and the run-cache) before the lock names them
+      await this.o.cache?.afterRun(stage, identity, entry.outs);
+      // in memory now (downstream stages go on); the journal goes once a lock write holds the entry
+      const done = this.lock.set(name, entry).then(
+        () => {
+          crashPoint("locked", name);
+          deleteBackups(this.ctx, j);
+          removeJournal(this.ctx, name);
+        },
+        (e: Error) => {
+          this.lockError ??= e;
+        },
+      );
+      this.finishing.add(done);
+      void done.finally(() => this.finishing.delete(done));
       this.interrupted.delete(name);
       record("ok");
       const secs = ((Date.now() - t0) / 1000).toFixed(1);
@@ -390,7 +396,7 @@ export class Runner {
       return "ok";
     } catch (e) {
       // prepare() may have failed half-way: its journal is on disk already
-      journal ??= readJournals(this.ctx).find((x) => x.stage === name && x.pid === process.pid && x.phase === "prepare") ?? null;
+      journal ??= ((x) => (x && x.pid === process.pid && x.phase === "prepare" ? x : null))(readJournalFile(this.ctx, name));
       if (journal) {
         try {
           this.undo(journal);
@@ -398,91 +404,15 @@ export class Runner {
           this.say(`warning: could not roll back ${name}: ${(e2 as Error).message} (the next repro retries from the journal)`);
         }
       }
-      this.fail(name, e instanceof PipelineError ? e.message : `internal error: ${(e as Error).stack ?? e}`);
+      const fsErr = fsErrorText(e);
+      this.fail(name, e instanceof PipelineError ? e.message : fsErr ?? `internal error: ${(e as Error).stack ?? e}`);
       return "failed";
-    }
-  }
-
-  /** Steps 2 and 3: persist outs checked against identities, other outs moved to backups. */
-  private prepare(stage: Stage, identity: string, execName: string, gpus: string[]): Journal {
-    const root = this.ctx.root;
-    const prev = readJournals(this.ctx).find((x) => x.stage === stage.name) ?? null;
-    const j = newJournal(stage.name, identity, execName, gpus);
-    const backupRoot = path.join(this.ctx.profileStateDir, "backup", safeName(stage.name));
-    fs.rmSync(backupRoot, { recursive: true, force: true }); // leftovers of a finished attempt
-    for (const o of stage.outs) {
-      const abs = path.join(root, o.path);
-      const existed = exists(abs);
-      const jo: JournalOut = { path: o.path, persist: o.persist, existed };
-      if (o.persist && existed) {
-        const keep = prev ? prev.identity === identity : this.lockIdentity(stage) === identity;
-        if (!keep) {
-          const where = this.moveStale(stage.name, o.path);
-          this.say(
-            `${stage.name}: moved persist out ${o.path} to ${path.relative(root, where)}: it comes from a run with another cmd, deps, params or env` +
-              (prev ? " (an interrupted attempt)" : ""),
-          );
-          jo.existed = false;
-        } else {
-          this.say(`${stage.name}: keeping persist out ${o.path} to resume (same cmd, deps, params and env)`);
-        }
-      } else if (!o.persist && existed) {
-        jo.backup = path.join(backupRoot, o.path);
-      }
-      j.outs.push(jo);
-    }
-    writeJournal(this.ctx, j); // planned backups are journaled before any rename
-    crashPoint("prepare", stage.name);
-    for (const jo of j.outs) {
-      if (!jo.backup) continue;
-      const abs = path.join(root, jo.path);
-      fs.mkdirSync(path.dirname(jo.backup), { recursive: true });
-      try {
-        fs.renameSync(abs, jo.backup);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "EXDEV") throw e;
-        // the out lives on another file system (e.g. a symlinked scratch dir): back up next to it
-        jo.backup = path.join(path.dirname(abs), `.${path.basename(abs)}.pipeline-backup`);
-        fs.rmSync(jo.backup, { recursive: true, force: true });
-        writeJournal(this.ctx, j);
-        fs.renameSync(abs, jo.backup);
-      }
-    }
-    crashPoint("backup", stage.name);
-    for (const o of stage.outs) fs.mkdirSync(path.dirname(path.join(root, o.path)), { recursive: true });
-    if (prev && prev.phase === "interrupted") this.interrupted.add(stage.name);
-    return j;
-  }
-
-  /** Identity of the lock entry of a stage (what its recorded outs were produced with), or null. */
-  private lockIdentity(stage: Stage): string | null {
-    const entry = readLock(this.ctx.lockFile).stages[stage.name];
-    if (!entry) return null;
-    const pseudo: Stage = { ...stage, cmd: entry.cmd, params: entry.params, env: entry.env, deps: entry.deps.map((d) => d.path) };
-    return stageIdentity(pseudo, new Map<string, PathHash | null>(entry.deps.map((d) => [d.path, d])));
-  }
-
-  private moveStale(stage: string, out: string): string {
-    const base = path.join(this.ctx.stateDir, "stale", safeName(stage));
-    fs.mkdirSync(base, { recursive: true });
-    const n = Math.max(0, ...fs.readdirSync(base).map((x) => Number(x)).filter((x) => Number.isInteger(x))) + 1;
-    const dest = path.join(base, String(n), out);
-    fs.mkdirSync(path.dirname(dest), { recursive: true });
-    const abs = path.join(this.ctx.root, out);
-    try {
-      fs.renameSync(abs, dest);
-      return dest;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== "EXDEV") throw e;
-      const sib = `${abs}.stale-${n}`;
-      fs.renameSync(abs, sib);
-      return sib;
     }
   }
 
   /** After a failure/interruption: roll back outs; keep a journal only for persist outs. */
   private undo(j: Journal): void {
-    this.rollback(j);
+    rollback(this.ctx, j);
     if (j.outs.some((x) => x.persist)) {
       j.phase = "interrupted";
       delete j.entry;
@@ -491,25 +421,6 @@ export class Runner {
     } else {
       removeJournal(this.ctx, j.stage);
     }
-  }
-
-  /** Remove what the attempt wrote to non-persist outs and put the last good versions back (idempotent). */
-  private rollback(j: Journal): void {
-    for (const o of j.outs) {
-      if (o.persist) continue;
-      const abs = path.join(this.ctx.root, o.path);
-      if (o.backup && exists(o.backup)) {
-        fs.rmSync(abs, { recursive: true, force: true });
-        fs.mkdirSync(path.dirname(abs), { recursive: true });
-        fs.renameSync(o.backup, abs);
-      } else if (!o.existed) {
-        fs.rmSync(abs, { recursive: true, force: true });
-      }
-    }
-  }
-
-  private deleteBackups(j: Journal): void {
-    for (const o of j.outs) if (o.backup) fs.rmSync(o.backup, { recursive: true, force: true });
   }
 
   /** A scheduler job of an interrupted attempt with another identity: cancel it and roll back. */
@@ -523,19 +434,13 @@ export class Runner {
     } catch {
       /* cancelled */
     }
-    this.rollback(a.journal);
+    rollback(this.ctx, a.journal);
     this.attach.delete(name);
   }
 
-  /** Read-modify-write of this stage's lock entry, serialized within the process. */
+  /** Record a stage's lock entry (recovery: roll forward); resolves once written. */
   private updateLock(name: string, entry: LockEntry): Promise<void> {
-    const next = this.lockQueue.then(async () => {
-      const lock = readLock(this.ctx.lockFile);
-      lock.stages[name] = entry;
-      await writeLock(this.ctx.lockFile, lock);
-    });
-    this.lockQueue = next.catch(() => {});
-    return next;
+    return this.lock.set(name, entry);
   }
 
   private fail(name: string, what: string, logFile?: string): void {
@@ -557,28 +462,24 @@ export class Runner {
   }
 }
 
-/**
- * Fault injection for tests of crash safety: `PIPELINE_CRASH_AT=<point>:<stage>` makes the runner
- * SIGKILL itself at that point of that stage's attempt (points: prepare, backup, promote, locked).
- */
-function crashPoint(point: string, stage: string): void {
-  const v = process.env.PIPELINE_CRASH_AT;
-  if (v && v === `${point}:${stage}`) process.kill(process.pid, "SIGKILL");
-}
-
-function exists(p: string): boolean {
-  try {
-    fs.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** A path relative to the working directory when inside it, else absolute. */
 export function displayPath(abs: string): string {
   const rel = path.relative(process.cwd(), abs);
   return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : abs;
+}
+
+/** "no space left on device" rather than "ENOSPC: no space left on device, open '/x/y.tmp-1-ab'". */
+export function describeFsError(e: Error): string {
+  const m = /^(E[A-Z]+): ([^,]+)/.exec(e.message);
+  return m ? m[2]! : e.message;
+}
+
+/** "no space left on device while writing .pipeline/journal/a.json" for a file-system error, else null. */
+export function fsErrorText(e: unknown): string | null {
+  const err = e as NodeJS.ErrnoException;
+  if (!err || typeof err.code !== "string" || !/^E[A-Z]+$/.test(err.code) || !err.syscall) return null;
+  const file = err.path ? displayPath(err.path.replace(/\.tmp-\d+-[0-9a-f]+$/, "")) : "";
+  return `${describeFsError(err)}${file ? ` while writing ${file}` : ""} (free space or fix the file system, then rerun: the last good outputs were kept)`;
 }
 
 export function formatKb(kb: number): string {

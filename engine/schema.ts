@@ -51,35 +51,65 @@ function build(resolved: boolean) {
 
   const path = nonEmptyStr("expected a project-relative path");
 
-  const outOptions = z
+  const bool = scalar(z.boolean({ error: "expected true or false" }), "expected true or false");
+  const annotation = {
+    desc: scalar(str()).optional().describe("what the out holds"),
+    type: scalar(str()).optional(),
+    labels: z.array(str(), { error: "expected a list of strings" }).optional(),
+    meta: z.unknown().optional().describe("free-form metadata (ignored)"),
+  };
+  const outOptionsShape = {
+    ...annotation,
+    persist: bool.optional().describe("keep the out in place between runs (the command resumes from it); default false"),
+    cache: bool.optional().describe("store the out in the content-addressed cache (checkout, push/pull, run-cache); default true; false for outs the user manages"),
+    checkpoint: bool.optional().describe("DVC 2 checkpoint out (accepted, no effect)"),
+    remote: scalar(str()).optional().describe("remote to push this out to"),
+    push: bool.optional().describe("push this out to remotes (default true)"),
+  };
+  const outOptions = z.strictObject(outOptionsShape).describe("out options (DVC's: persist, cache, desc, push, remote...)");
+  const plotOptions = z
     .strictObject({
-      persist: scalar(z.boolean({ error: "expected true or false" }), "expected true or false")
-        .optional()
-        .describe("keep the out in place between runs (the command resumes from it); default false"),
+      ...outOptionsShape,
+      template: scalar(str()).optional(),
+      x: scalar(str()).optional(),
+      y: scalar(str()).optional(),
+      x_label: scalar(str()).optional(),
+      y_label: scalar(str()).optional(),
+      title: scalar(str()).optional(),
+      header: bool.optional(),
     })
-    .describe("out options; only `persist` is supported");
+    .describe("plot options (DVC's template, x, y, title... and the out options)");
 
-  const out = z
-    .union(
-      [
-        path,
-        z
-          .record(z.string(), z.union([outOptions, z.null()]))
-          .refine((r) => Object.keys(r).length === 1, { error: "an out entry must be a path or `{<path>: {persist: true}}`" }),
-      ],
-      { error: "expected a path or `{<path>: {persist: true}}`" },
-    )
-    .describe("an out: a path, or `{<path>: {persist: true}}` as in DVC");
+  const outEntry = (opts: z.ZodType, what: string) =>
+    z
+      .union(
+        [
+          path,
+          z
+            .record(z.string(), opts)
+            .refine((r) => Object.keys(r).length === 1, { error: `an ${what} entry must be a path or \`{<path>: {options}}\`` }),
+        ],
+        { error: "expected a path or `{<path>: {persist: true}}`" },
+      )
+      .describe(`an ${what}: a path, or \`{<path>: {options}}\` as in DVC`);
+  const out = outEntry(z.union([outOptions, z.null()]), "out");
+  const plot = outEntry(z.union([plotOptions, z.array(plotOptions), z.null()]), "plot");
 
   const paramEntry = z
     .union(
       [
         nonEmptyStr("expected a dotted params key"),
-        z.record(z.string(), z.array(nonEmptyStr("expected a dotted params key"))),
+        z.record(z.string(), z.union([z.array(nonEmptyStr("expected a dotted params key")), z.null()])),
       ],
-      { error: "expected a dotted params key such as `generation.temperature`" },
+      { error: "expected a dotted params key such as `generation.temperature`, or `{<file>: [keys]}`" },
     )
-    .describe("a dotted key of params.yaml tracked by the stage (or DVC's `{params.yaml: [keys]}`)");
+    .describe("a dotted key of params.yaml tracked by the stage, or DVC's `{<params file>: [keys]}` (no keys: the whole file)");
+
+  const vars = z
+    .array(z.union([nonEmptyStr("expected a file name"), z.record(z.string(), z.unknown())]), {
+      error: "expected a list of params files (`file.yaml` or `file.yaml:key1,key2`) and mappings",
+    })
+    .describe("DVC's vars: params files and inline mappings that ${} can use");
 
   const resources = z
     .strictObject({
@@ -116,6 +146,13 @@ function build(resolved: boolean) {
     deps: z.array(path, { error: "expected a list of paths" }).optional().describe("files or directories the stage reads"),
     params: z.array(paramEntry, { error: "expected a list of dotted params keys" }).optional(),
     outs: z.array(out, { error: "expected a list of outs" }).optional().describe("files or directories the stage writes"),
+    metrics: z.array(out, { error: "expected a list of metrics files" }).optional().describe("metrics files the stage writes (outs listed by `metrics show`)"),
+    plots: z.array(plot, { error: "expected a list of plots files" }).optional().describe("plots files the stage writes (outs)"),
+    wdir: scalar(str()).optional().describe("folder the commands run in; the stage's paths are relative to it (default: the pipeline's folder)"),
+    vars: vars.optional(),
+    frozen: bool.optional().describe("never rerun because deps or params changed"),
+    always_changed: bool.optional().describe("always stale: runs on every repro"),
+    meta: z.unknown().optional().describe("free-form metadata (ignored)"),
     env: z.record(z.string(), envValue, { error: "expected a mapping of NAME: value" }).optional()
       .describe("environment variables for the command; part of the stage's identity"),
     resources: resources.optional(),
@@ -125,6 +162,14 @@ function build(resolved: boolean) {
   };
 
   const plainStage = z.strictObject(stageBody).describe("a stage");
+  const matrixStage = z
+    .strictObject({
+      ...stageBody,
+      matrix: z
+        .record(z.string(), z.union([z.array(z.unknown()), interpolation]), { error: "expected a mapping of name -> list (or ${key} naming one)" })
+        .describe("DVC 3 matrix: one instance per combination, `name@v1-v2` (`${item.<name>}` is the value)"),
+    })
+    .describe("a matrix stage");
   const foreachStage = z
     .strictObject({
       foreach: z
@@ -136,7 +181,22 @@ function build(resolved: boolean) {
     })
     .describe("a foreach stage");
 
-  return { plainStage, foreachStage };
+  const topLevel = {
+    vars: vars.optional(),
+    params: z.array(str("expected a params file name"), { error: "expected a list of params files" }).optional()
+      .describe("params files shown by `params diff`, beyond params.yaml"),
+    metrics: z.array(str("expected a metrics file"), { error: "expected a list of metrics files" }).optional()
+      .describe("metrics files not written by a stage (listed by `metrics show`)"),
+    plots: z.array(z.union([str(), z.record(z.string(), z.unknown())]), { error: "expected a list of plots" }).optional()
+      .describe("plot definitions (DVC)"),
+    artifacts: z
+      .record(z.string(), z.strictObject({ path: str("expected a path"), ...annotation }), { error: "expected a mapping of name -> {path: ...}" })
+      .optional()
+      .describe("named artifacts (DVC's model registry)"),
+    datasets: z.unknown().optional().describe("DVC datasets (accepted, ignored)"),
+  };
+
+  return { plainStage, foreachStage, matrixStage, topLevel };
 }
 
 const raw = build(false);
@@ -144,20 +204,24 @@ const res = build(true);
 
 export const plainStageSchema = raw.plainStage;
 export const foreachStageSchema = raw.foreachStage;
+export const matrixStageSchema = raw.matrixStage;
 /** One resolved stage instance (after interpolation): typed scalars only. */
 export const resolvedStageSchema = res.plainStage;
 
 export const pipelineSchema = z
   .strictObject({
     stages: z
-      .record(z.string().regex(STAGE_NAME_RE), z.union([foreachStageSchema, plainStageSchema]))
+      .record(z.string().regex(STAGE_NAME_RE), z.union([foreachStageSchema, matrixStageSchema, plainStageSchema]))
+      .optional()
       .describe("stage name -> stage"),
+    ...raw.topLevel,
   })
-  .describe("pipeline.yaml: the stages of a reproducible pipeline (DVC-compatible subset)");
+  .describe("pipeline.yaml (or DVC's dvc.yaml): the stages of a reproducible pipeline");
 
-/** Top level only; stages are validated one by one (config.ts picks plain vs foreach per stage). */
+/** Top level only; stages are validated one by one (config.ts picks plain, foreach or matrix per stage). */
 export const topLevelSchema = z.strictObject({
-  stages: z.record(z.string(), z.unknown(), { error: "expected a mapping of stage name -> stage" }),
+  stages: z.record(z.string(), z.unknown(), { error: "expected a mapping of stage name -> stage" }).nullish(),
+  ...raw.topLevel,
 });
 
 export type RawStage = z.infer<typeof plainStageSchema>;

@@ -48,7 +48,7 @@ export async function computeStatus(project: Project, graph: Graph, selected: st
   for (const wave of waves) {
     const plans = wave.map((name) => {
       const stage = graph.stages.get(name)!;
-      const running = (graph.upstream.get(name) ?? []).filter((u) => willRun.has(u));
+      const running = stage.frozen ? [] : (graph.upstream.get(name) ?? []).filter((u) => willRun.has(u));
       const runningOuts = running.flatMap((u) => graph.stages.get(u)!.outs.map((o) => o.path));
       const forced = !!opts.force || !!opts.forceTargets?.has(name) || !!opts.interrupted?.has(name);
       const runsAnyway = running.length > 0 || forced;

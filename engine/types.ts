@@ -14,7 +14,9 @@
  *   plan.ts       pure: stages + lock + current hashes -> StageStatus[] with reasons
  *   scheduler.ts  pure: ready queue, -j and the GPU pool
  *   executor-local.ts / executor-slurm.ts   run one job (implement Executor)
- *   runner.ts     repro: staging/promotion of outs, persist, lock updates, failures
+ *   runner.ts     repro: the scheduling loop, one stage's attempt, promotion, lock updates, failures
+ *   staging.ts    outs around an attempt: backups, persist/stale, rollback
+ *   recovery.ts   finish or undo what a killed runner left (journals)
  *   mutex.ts      one repro at a time per project (holder host/pid/start), stale takeover
  *   commands/*.ts the CLI actions called from run.ts
  */
@@ -25,6 +27,12 @@ export interface Out {
   path: string;
   /** DVC's `persist: true`: left in place so an interrupted command can resume. */
   persist: boolean;
+  /** DVC's `cache: false`: the out is tracked in the lock but not stored in a cache. Default true. */
+  cache?: boolean;
+  /** Which list of the stage declared it: `outs` (default), `metrics` or `plots` (DVC). */
+  role?: "outs" | "metrics" | "plots";
+  /** The other options written on the out (desc, push, remote, type, labels, meta, plot props...), as given. */
+  options?: Record<string, unknown>;
 }
 
 export interface Resources {
@@ -63,6 +71,18 @@ export interface Stage {
   /** Resolved env for the command; part of the stage's identity. */
   env: Record<string, string>;
   resources: Resources;
+  /** Project-relative folder the commands run in (DVC's `wdir`); undefined = the project folder. */
+  wdir?: string;
+  /** DVC's `frozen: true`: never rerun because of its deps or params; only missing/changed outs or a changed cmd count. */
+  frozen?: boolean;
+  /** DVC's `always_changed: true`: always stale (runs on every repro). */
+  alwaysChanged?: boolean;
+  /** Declared params that are absent (file or key): planning reports them, repro refuses. key -> located message. */
+  missingParams?: Record<string, string>;
+  /** Files of the declared params (project-relative): a stage that writes one is upstream (as in DVC). */
+  paramsFiles?: string[];
+  /** Deps that are URLs (`https://...`, `s3://...`): recorded, not hashed (no edges, no status check). */
+  externalDeps?: string[];
   /** Which executor runs this stage; undefined = the CLI default. */
   executor?: "local" | "slurm";
   slurm?: SlurmOptions;
@@ -106,8 +126,10 @@ export type Reason =
   | { kind: "param"; key: string; before: unknown; after: unknown; change: "modified" | "added" | "removed" }
   | { kind: "env"; key: string; before?: string; after?: string }
   | { kind: "out"; path: string; change: "missing" | "modified" | "added" | "removed" }
+  | { kind: "param-missing"; key: string; message: string } // a declared param (file or key) is absent
+  | { kind: "always" } // `always_changed: true`
   | { kind: "upstream"; stage: string } // an upstream stage will run, so this one's deps will change
-  | { kind: "interrupted" }; // a previous attempt was interrupted (journal found)
+  | { kind: "interrupted"; runningBy?: string }; // a previous attempt was interrupted (journal found), or one runs right now
 
 export interface StageStatus {
   stage: string;

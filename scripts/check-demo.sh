@@ -22,13 +22,23 @@ stale=$(tsx run.ts -P params/demo.yaml status --json | node -e '
   let s=""; process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);
   console.log(j.stages.filter(x=>!x.current).map(x=>x.stage).join(" "))})' ) || true
 [[ "$stale" == "persona_space project report" ]] || fail "after persona_space.layer 2 -> 1 expected stale 'persona_space project report', got '$stale'"
-out=$(tsx run.ts -P params/demo.yaml repro 2>&1) || fail "repro after the param change failed: $out"
+# --no-run-cache: layer 1 may have run before in this checkout (the run-cache would restore it)
+out=$(tsx run.ts -P params/demo.yaml repro --no-run-cache 2>&1) || fail "repro after the param change failed: $out"
 ran=$(echo "$out" | sed -n 's/^running \([^:]*\):.*/\1/p' | tr '\n' ' ' | sed 's/ $//')
 [[ "$ran" == "persona_space project report" ]] || fail "expected to rerun 'persona_space project report', ran '$ran'"
 echo "check-demo: changing persona_space.layer reran exactly: $ran"
 
 cp /tmp/demo.yaml.bak params/demo.yaml
-tsx run.ts -P params/demo.yaml repro >/dev/null 2>&1 || fail "restoring the demo failed"
+out=$(tsx run.ts -P params/demo.yaml repro 2>&1) || fail "restoring the demo failed: $out"
+restored=$(echo "$out" | sed -n 's/^\([^:]*\): restored from run-cache (an earlier run.*/\1/p' | tr '\n' ' ' | sed 's/ $//')
+[[ "$restored" == "persona_space project report" ]] || fail "layer 1 -> 2: expected 'persona_space project report' restored from the run-cache, got '$restored': $out"
+echo "check-demo: layer back to 2 restored from the run-cache: $restored"
+
+rm -rf outputs/demo/report
+tsx run.ts -P params/demo.yaml checkout report >/dev/null || fail "checkout of the demo report failed"
+tsx run.ts -P params/demo.yaml status >/dev/null || fail "status after checkout of the report is not all current"
+[[ -s outputs/demo/report/index.html ]] || fail "checkout did not bring back outputs/demo/report/index.html"
+echo "check-demo: checkout brought back the deleted report from the cache"
 
 set +e; real=$(tsx run.ts status 2>&1); code=$?; set -e
 [[ $code == 1 ]] || fail "status on the real profile: expected exit 1 (stale), got $code: $real"

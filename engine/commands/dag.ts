@@ -3,6 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import type { ProjectContext } from "../context.ts";
 import { loadProject } from "../config.ts";
+import { pipelineLocator } from "../locate.ts";
 import { buildGraph, type Graph } from "../graph.ts";
 
 export type DagFormat = "ascii" | "mermaid" | "dot";
@@ -39,7 +40,7 @@ export function dagDot(g: Graph): string {
 
 export async function dag(ctx: ProjectContext, opts: { format?: DagFormat }): Promise<number> {
   const project = await loadProject(ctx);
-  const graph = buildGraph(project.stages, (p) => fs.existsSync(path.join(ctx.root, p)));
+  const graph = buildGraph(project.stages, (p) => fs.existsSync(path.join(ctx.root, p)), pipelineLocator(ctx));
   const f = opts.format ?? "ascii";
   process.stdout.write(f === "mermaid" ? dagMermaid(graph) : f === "dot" ? dagDot(graph) : dagAscii(graph));
   return 0;

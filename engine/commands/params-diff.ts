@@ -19,14 +19,15 @@ export interface ParamChange {
 }
 
 export function diffParams(
-  current: Record<string, unknown>,
+  /** The params in force, or a lookup of a tracked key (keys of other files are `<file>:<key>`). */
+  current: Record<string, unknown> | ((key: string) => { found: boolean; value?: unknown }),
   tracked: Map<string, string[]>,
   recorded: Map<string, { value: unknown; stages: string[] }[]>,
 ): ParamChange[] {
   const out: ParamChange[] = [];
   const keys = [...new Set([...tracked.keys(), ...recorded.keys()])].sort();
   for (const key of keys) {
-    const now = getPath(current, key.split("."));
+    const now = typeof current === "function" ? current(key) : getPath(current, key.split("."));
     const olds = recorded.get(key);
     if (!olds) {
       out.push({ key, change: "added", new: now.value, stages: tracked.get(key) ?? [] });
@@ -40,7 +41,7 @@ export function diffParams(
   return out;
 }
 
-const show = (v: unknown) => JSON.stringify(v);
+const show = (v: unknown) => (typeof v === "bigint" ? String(v) : JSON.stringify(v, bigintAsString));
 
 export function formatParamChanges(changes: ParamChange[]): string {
   if (changes.length === 0) return "no params changed since the lock\n";
@@ -70,7 +71,18 @@ export async function paramsDiff(ctx: ProjectContext, opts: { json?: boolean }):
       else list.push({ value: v, stages: [name] });
     }
   }
-  const changes = diffParams(project.params, tracked, recorded);
-  process.stdout.write(opts.json ? JSON.stringify({ changes }, null, 2) + "\n" : formatParamChanges(changes));
+  // a key of another params file (`<file>:<key>`) is current as the stages that track it see it
+  const now = (key: string) => {
+    const holder = project.stages.find((s) => Object.prototype.hasOwnProperty.call(s.params, key));
+    if (holder) return { found: true, value: holder.params[key] };
+    return key.includes(":") ? { found: false } : getPath(project.params, key.split("."));
+  };
+  const changes = diffParams(now, tracked, recorded);
+  process.stdout.write(opts.json ? JSON.stringify({ changes }, bigintAsString, 2) + "\n" : formatParamChanges(changes));
   return 0;
+}
+
+/** JSON has no integers beyond 2^53 that every reader keeps exact: they are written as strings of digits. */
+function bigintAsString(_k: string, v: unknown): unknown {
+  return typeof v === "bigint" ? String(v) : v;
 }

@@ -13,29 +13,39 @@ import fs from "node:fs";
 import path from "node:path";
 import type { ProjectContext } from "../context.ts";
 import { loadProject } from "../config.ts";
-import { buildGraph, selectStages, type Graph } from "../graph.ts";
+import { pipelineLocator, type Locate } from "../locate.ts";
+import { buildGraph, missingDepError, selectStages, type Graph } from "../graph.ts";
 import { Hasher } from "../hashing.ts";
 import { formatReason } from "../plan.ts";
 import { computeStatus } from "../status.ts";
 import { InputError, PipelineError } from "../errors.ts";
 import { resolveGpuPool } from "../gpus.ts";
 import { listInterrupted } from "../journal.ts";
+import { watchLaunchers } from "../launcher.ts";
+import { guardSharedOuts } from "../profile-guard.ts";
 import { ReproMutex } from "../mutex.ts";
 import { Terminal } from "../output.ts";
 import { Provenance } from "../provenance.ts";
 import { Runner, type RunSummary } from "../runner.ts";
 import { LocalExecutor, killAllLocalJobs } from "../executor-local.ts";
 import type { Executor, Stage, StageStatus } from "../types.ts";
+import { CacheHooks } from "../cache/hooks.ts";
 
 export interface ReproOptions {
   force?: boolean;
   dry?: boolean;
   downstream?: boolean;
+  singleItem?: boolean;
   keepGoing?: boolean;
   jobs?: number;
   gpus?: string;
   executor?: "local" | "slurm";
   wait?: boolean;
+  /** false: `--no-run-cache` (always run the command). */
+  runCache?: boolean;
+  /** `--pull`: fetch what the cache lacks from the remote first. */
+  pull?: boolean;
+  remote?: string;
 }
 
 /** The stages the targets name (`capture` = all its instances), for -f. */
@@ -81,9 +91,12 @@ function printDry(term: Terminal, statuses: StageStatus[]): void {
   term.info(run.length === 0 ? `all ${statuses.length} selected stages are current; nothing would run` : `${run.length} stage${run.length === 1 ? "" : "s"} would run, ${cur} current`);
 }
 
-function printSummary(term: Terminal, s: RunSummary): void {
+function printSummary(term: Terminal, s: RunSummary, restoredFromRunCache = new Set<string>()): void {
   const parts: string[] = [];
-  if (s.ran.length) parts.push(`ran ${s.ran.length} (${list(s.ran)})`);
+  const ran = s.ran.filter((n) => !restoredFromRunCache.has(n));
+  const restored = s.ran.filter((n) => restoredFromRunCache.has(n));
+  if (ran.length) parts.push(`ran ${ran.length} (${list(ran)})`);
+  if (restored.length) parts.push(`restored from run-cache ${restored.length} (${list(restored)})`);
   const cur = s.current.length + s.currentAfterUpstream.length;
   if (cur) parts.push(`current ${cur}${s.currentAfterUpstream.length ? ` (${s.currentAfterUpstream.length} found current after their upstream ran)` : ""}`);
   if (s.failed.length) parts.push(`FAILED ${s.failed.length} (${list(s.failed)})`);
@@ -97,6 +110,22 @@ function printSummary(term: Terminal, s: RunSummary): void {
   term.info(`summary: ${parts.join("; ") || "nothing selected"}${nothingElse && cur ? " (nothing to run)" : ""}`);
 }
 
+/**
+ * Planning works without the data (a fresh clone); running does not: a selected stage whose dep
+ * is neither on disk nor written by any stage, or whose declared params are absent, stops repro
+ * before anything runs. Frozen stages never run for their deps, so they are not checked.
+ */
+export function refuseMissingInputs(graph: Graph, selected: string[], locate?: Locate): void {
+  for (const name of selected) {
+    const stage = graph.stages.get(name)!;
+    if (stage.frozen) continue;
+    const dep = graph.missingDeps.get(name)?.[0];
+    if (dep !== undefined) throw missingDepError(name, dep, locate?.(stage.group, "deps", dep));
+    const missing = Object.values(stage.missingParams ?? {});
+    if (missing.length > 0) throw new InputError(`${missing[0]} (stage ${name} cannot run without it)`);
+  }
+}
+
 export async function repro(ctx: ProjectContext, targets: string[], opts: ReproOptions): Promise<number> {
   const jobs = opts.jobs ?? 1;
   if (!Number.isInteger(jobs) || jobs < 1) throw new InputError(`-j/--jobs must be a whole number >= 1 (got ${opts.jobs})`);
@@ -105,8 +134,10 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
 
   const term = new Terminal();
   const project = await loadProject(ctx);
-  const graph = buildGraph(project.stages, (rel) => fs.existsSync(path.join(ctx.root, rel)));
-  const selected = selectStages(graph, targets, { downstream: opts.downstream });
+  const locate = pipelineLocator(ctx);
+  const graph = buildGraph(project.stages, (rel) => fs.existsSync(path.join(ctx.root, rel)), locate);
+  const selected = selectStages(graph, targets, { downstream: opts.downstream, single: opts.singleItem });
+  if (!opts.dry) refuseMissingInputs(graph, selected, locate);
   const forceTargets = opts.force ? (targets.length ? targetStages(graph, targets) : new Set(selected)) : new Set<string>();
   // the flag / CUDA_VISIBLE_DEVICES are checked now; nvidia-smi only if a stage that runs needs GPUs
   const poolNoDetect = await resolveGpuPool(opts.gpus, process.env, false);
@@ -119,7 +150,7 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
 
   const hasher = new Hasher(ctx);
   if (opts.dry) {
-    const statuses = await computeStatus(project, graph, selected, { force: false, forceTargets, interrupted: await listInterrupted(ctx), hasher });
+    const statuses = await computeStatus(project, graph, selected, { force: false, forceTargets, interrupted: await listInterrupted(ctx, graph.stages.keys()), hasher });
     const runner = new Runner({
       project, graph, selected, force: false, forceTargets, keepGoing: !!opts.keepGoing, jobs,
       executorName, executor, hasher, terminal: term, provenance: new Provenance(ctx), signal: new AbortController().signal,
@@ -133,7 +164,11 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
   const ac = new AbortController();
   let mutex: ReproMutex | null = null;
   let signals = 0;
+  let firstSignalAt = 0;
   const onSignal = (sig: NodeJS.Signals) => {
+    // one Ctrl-C can arrive twice (from the terminal's process group and relayed by a launcher)
+    if (signals > 0 && Date.now() - firstSignalAt < 1000) return;
+    if (signals === 0) firstSignalAt = Date.now();
     signals++;
     if (signals === 1) {
       term.info(`\n${sig}: stopping running stages (again to kill them at once)...`);
@@ -141,14 +176,26 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
       return;
     }
     killAllLocalJobs();
+    releaseClaim?.();
     mutex?.release();
     process.exit(130);
   };
-  const releaseOnExit = () => mutex?.release();
+  let releaseClaim: (() => void) | null = null;
+  const releaseOnExit = () => {
+    releaseClaim?.();
+    mutex?.release();
+  };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
   process.on("SIGHUP", onSignal);
   process.on("exit", releaseOnExit);
+  // npx, tsx and an npm script's shell may die of a signal without passing it on (launcher.ts)
+  const stopWatch = watchLaunchers((what) => {
+    if (signals > 0) return;
+    signals++;
+    term.info(`\nthe launcher ${what} ended: stopping running stages...`);
+    ac.abort();
+  });
   try {
     mutex = await ReproMutex.acquire(ctx, {
       wait: opts.wait,
@@ -156,10 +203,16 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
       command: process.argv.slice(2).join(" "),
       signal: ac.signal,
     });
+    const selectedOuts = [...new Set(selected.flatMap((n) => graph.stages.get(n)!.outs.map((o) => o.path)))];
+    releaseClaim = await guardSharedOuts(ctx, mutex.holder.token, selectedOuts, { wait: opts.wait, say: (m) => term.info(m), signal: ac.signal });
     const provenance = new Provenance(ctx);
+    const say = (m: string) => term.info(m);
+    const fetchRun = opts.pull ? (await import("../cache/pull-for-repro.ts")).pullForRepro(ctx, hasher, selected, graph, opts.remote, say) : undefined;
+    if (fetchRun) await fetchRun.pullOuts();
+    const cache = new CacheHooks(ctx, hasher, { runCache: opts.runCache !== false, fetchRun: fetchRun?.fetchRun, say });
     const runner = new Runner({
       project, graph, selected, force: false, forceTargets, keepGoing: !!opts.keepGoing, jobs,
-      executorName, executor, hasher, terminal: term, provenance, signal: ac.signal,
+      executorName, executor, hasher, terminal: term, provenance, signal: ac.signal, cache,
     });
     await runner.recover();
     const statuses = await runner.plan();
@@ -168,7 +221,7 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
     provenance.record.gpuPool = pool.ids;
     const summary = await runner.run(statuses, pool.ids);
     await hasher.save();
-    printSummary(term, summary);
+    printSummary(term, summary, cache.restored);
     const code = summary.aborted ? 130 : summary.failed.length ? 1 : 0;
     if (provenance.record.stages.length) provenance.finish(code);
     return code;
@@ -176,7 +229,9 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
     if (ac.signal.aborted && !(e instanceof InputError)) throw new PipelineError(`interrupted: ${(e as Error).message}`, 130);
     throw e;
   } finally {
+    stopWatch();
     term.close();
+    releaseClaim?.();
     mutex?.release();
     process.off("SIGINT", onSignal);
     process.off("SIGTERM", onSignal);

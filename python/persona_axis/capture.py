@@ -104,13 +104,11 @@ class PromptVerifier:
     data. Mismatch: CaptureError, or (``strict=False``) a warning and the record's own texts are used."""
 
     def __init__(self, role_data_dir: str | None, questions_file: str | None, display_name: str | None,
-                 strict: bool = True, required: bool = False):
+                 strict: bool = True):
         self.dir = Path(role_data_dir) if role_data_dir else None
         if self.dir is not None and not self.dir.is_dir():
-            if required:
-                raise CaptureError(f"{self.dir}: --role-data-dir not found (give the roles directory the transcripts "
-                                   "were generated from, or leave the flag out to skip the check)")
-            self.dir = None
+            raise CaptureError(f"{self.dir}: --role-data-dir not found (give the roles directory the transcripts "
+                               "were generated from, or leave the flag out to skip the check)")
         self.questions = [q.text for q in load_questions(questions_file)] if questions_file else None
         self.display_name = display_name
         self.strict = strict
@@ -655,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transcript-dir", required=True, help="directory of <role>.jsonl transcripts")
     p.add_argument("--role-data-dir", default=None,
                    help="role files the transcripts were generated from, to cross-check system prompts against "
-                        "(without it, prompts are not checked, and capture says so)"),
+                        "(without it, prompts are not checked, and capture says so)")
     p.add_argument("--questions", default=None, help="shared questions JSONL to cross-check questions against")
     p.add_argument("--model-display-name", default=None,
                    help="the {model_name} used at generation (for the default role's check)")
@@ -695,8 +693,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if a.max_batch_tokens <= 0:
             raise CaptureError(f"--max-batch-tokens must be positive, got {a.max_batch_tokens}")
         role_dir = str(Path(a.role_data_dir).resolve()) if a.role_data_dir else None
-        verifier = PromptVerifier(role_dir, a.questions, a.model_display_name, strict=not a.no_verify_prompts,
-                                  required=True)
+        verifier = PromptVerifier(role_dir, a.questions, a.model_display_name, strict=not a.no_verify_prompts)
         if role_dir:
             also = f", questions against {a.questions}" if a.questions else ""
             print(f"capture: system prompts checked against {role_dir}{also}", file=sys.stderr)

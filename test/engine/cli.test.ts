@@ -151,10 +151,16 @@ describe("tsx run.ts status", () => {
       const c = await cli(bad.root, "dag");
       expect(c.exitCode).toBe(2);
       expect(c.stderr).toBe("error: cycle in the pipeline: a -> b -> a (a stage depends, through its deps, on its own outs)\n");
+      // planning works without the data; only repro of that stage refuses
       bad.write("pipeline.yaml", "stages:\n  a:\n    cmd: x\n    deps: [missing.txt]\n");
       const m = await cli(bad.root, "status");
-      expect(m.exitCode).toBe(2);
-      expect(m.stderr).toContain("error: stage a: dep missing.txt is neither an existing file or directory nor an out of any stage");
+      expect(m.exitCode).toBe(1);
+      expect(m.stdout).toBe("a: stale\n    new stage (not in the lock)\n    deps: missing.txt missing\n1 of 1 stage stale (run: tsx run.ts repro)\n");
+      expect((await cli(bad.root, "dag")).exitCode).toBe(0);
+      expect((await cli(bad.root, "repro", "--dry")).exitCode).toBe(0);
+      const rm = await cli(bad.root, "repro");
+      expect(rm.exitCode).toBe(2);
+      expect(rm.stderr).toBe("error: pipeline.yaml:4:12: stage a: dep missing.txt is neither an existing file or directory nor an out of any stage (check the path, or add the stage that writes it)\n");
       const u = await cli(p.root, "status", "nope");
       expect(u.exitCode).toBe(2);
       expect(u.stderr).toContain('error: unknown stage "nope"; known stages: prepare, train, train@small, train@big');

@@ -83,11 +83,23 @@ describe("loadProject: interpolation and params", () => {
     });
   });
 
-  it("accepts DVC's `- params.yaml: [keys]` form and rejects other params files", async () => {
+  it("accepts DVC's `- params.yaml: [keys]` form, and params from other files tracked as <file>:<key>", async () => {
     const ok = await load(`stages:\n  a:\n    cmd: x\n    params:\n      - params.yaml: [generation.temperature]\n`, PARAMS);
     expect(ok.stages[0]!.params).toEqual({ "generation.temperature": 0.7 });
-    const msg = await loadError(`stages:\n  a:\n    cmd: x\n    params:\n      - other.yaml: [a]\n`, PARAMS);
-    expect(msg).toContain("pipeline.yaml:5:9: stages.a.params[0]: params from other.yaml are not supported");
+    const other = await load(
+      `stages:\n  a:\n    cmd: x\n    params:\n      - other.yaml: [a.b]\n      - conf/c.json:\n      - conf/absent.yaml: [z]\n      - other.yaml: [nope]\n`,
+      PARAMS,
+      { "other.yaml": "a: {b: 1, c: 2}\n", "conf/c.json": '{"lr": 0.1, "net": {"depth": 3}}' },
+    );
+    expect(other.stages[0]!.params).toEqual({ "other.yaml:a.b": 1, "conf/c.json:lr": 0.1, "conf/c.json:net": { depth: 3 } });
+    // absent files and keys do not stop planning; they are recorded with a located message
+    expect(other.stages[0]!.missingParams).toEqual({
+      "conf/absent.yaml": "pipeline.yaml:7:9: stages.a.params[2]: params file conf/absent.yaml does not exist (create it, or remove it from the stage's params)",
+      "other.yaml:nope": "pipeline.yaml:8:9: stages.a.params[3]: params key nope is not defined in other.yaml; define it there or fix the key",
+    });
+    expect(await loadError(`stages:\n  a:\n    cmd: x\n    params:\n      - p.py: [a]\n`, PARAMS, { "p.py": "a = 1\n" })).toContain(
+      "p.py: Python params files are not supported",
+    );
   });
 
   it("uses the profile file instead of params.yaml (profiles are complete params files)", async () => {
@@ -159,9 +171,8 @@ describe("loadProject: foreach", () => {
     );
     expect(await loadError(`stages:\n  c:\n    foreach: [a, a]\n    do:\n      cmd: x\n`)).toContain("two items give the same instance name c@a");
     expect(await loadError(`stages:\n  c:\n    foreach: [a]\n    cmd: x\n`)).toContain('stages.c: unknown key "cmd"');
-    expect(await loadError(`stages:\n  c:\n    foreach: [org/model]\n    do:\n      cmd: x\n`)).toContain(
-      'pipeline.yaml:3:14: stages.c.foreach: item "org/model" cannot name an instance c@org/model',
-    );
+    expect((await load(`stages:\n  c:\n    foreach: [org/model]\n    do:\n      cmd: x\n`)).stages[0]!.name).toBe("c@org/model"); // as DVC names it
+    expect(await loadError(`stages:\n  c:\n    foreach: ["a\\tb"]\n    do:\n      cmd: x\n`)).toContain('stages.c.foreach: item "a\\tb" cannot name an instance');
     expect(await loadError(`stages:\n  c:\n    foreach: [a]\n    do:\n      cmd: \${item.x}\n`)).toContain(
       "pipeline.yaml:5:12: stages.c.do.cmd (instance c@a): ${item.x}: the foreach item has no field x",
     );
@@ -196,8 +207,8 @@ describe("loadProject: bad input names file:line:col and key", () => {
     expect(await loadError(`stages:\n  a:\n    deps: [x]\n`)).toBe(
       "pipeline.yaml:3:5: stages.a.cmd: required (expected a command string or a non-empty list of command strings)",
     );
-    expect(await loadError(`stages:\n  a:\n    cmd: x\n    outs:\n      - o:\n          cache: false\n`)).toContain(
-      'pipeline.yaml:6:11: stages.a.outs[0].o: unknown key "cache" (allowed: persist)',
+    expect(await loadError(`stages:\n  a:\n    cmd: x\n    outs:\n      - o:\n          cach: false\n`)).toContain(
+      'pipeline.yaml:6:11: stages.a.outs[0].o: unknown key "cach" (allowed: persist, cache, desc, push, remote, type, labels, meta, checkpoint)',
     );
     expect(await loadError(`stagez: {}\n`)).toContain('unknown key "stagez"');
     expect(await loadError(`stages:\n  a@b:\n    cmd: x\n`)).toContain("pipeline.yaml:2:3: stages.a@b: invalid stage name");
@@ -216,15 +227,15 @@ describe("loadProject: bad input names file:line:col and key", () => {
     expect(await loadError(`stages:\n  gen:\n    cmd: run\n    deps:\n      - \${data}\n`)).toBe(
       "pipeline.yaml:5:9: stages.gen.deps[0]: ${data} is not defined: there is no params.yaml (create it and define the key)",
     );
-    expect(await loadError(`stages:\n  gen:\n    cmd: run \${generation}\n`, PARAMS)).toContain(
-      "stages.gen.cmd: ${generation} is a mapping and cannot be placed inside a longer string",
+    expect(await loadError(`stages:\n  gen:\n    cmd: run\n    deps: ["d/\${generation}"]\n`, PARAMS)).toContain(
+      "stages.gen.deps[0]: ${generation} is a mapping and cannot be placed inside a longer string",
     );
   });
 
-  it("a declared params key missing from params", async () => {
-    expect(await loadError(`stages:\n  gen:\n    cmd: run\n    params: [generation.top_p]\n`, PARAMS)).toBe(
-      "pipeline.yaml:4:14: stages.gen.params[0]: params key generation.top_p is not defined in params.yaml; define it there or fix the key",
-    );
+  it("a declared params key missing from params is recorded with its location (planning goes on; repro refuses)", async () => {
+    expect((await load(`stages:\n  gen:\n    cmd: run\n    params: [generation.top_p]\n`, PARAMS)).stages[0]!.missingParams).toEqual({
+      "generation.top_p": "pipeline.yaml:4:14: stages.gen.params[0]: params key generation.top_p is not defined in params.yaml; define it there or fix the key",
+    });
   });
 
   it("paths outside the project, and the pipeline's own files as outs", async () => {
@@ -240,7 +251,7 @@ describe("loadProject: bad input names file:line:col and key", () => {
   it("a missing pipeline.yaml or profile file", async () => {
     const p = tmpProject({});
     cleanups.push(p.cleanup);
-    expect((await errorOf(() => loadProject(p.ctx()))).message).toContain("no pipeline.yaml in");
+    expect((await errorOf(() => loadProject(p.ctx()))).message).toContain("no pipeline.yaml (or DVC's dvc.yaml) in");
     expect(await loadError(`stages:\n  a:\n    cmd: x\n`, "", {}, "params/none.yaml")).toBe(
       "profile params file params/none.yaml does not exist (check -P/--params-file)",
     );

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { buildGraph, selectStages } from "../../engine/graph.ts";
+import { buildGraph, missingDepError, selectStages } from "../../engine/graph.ts";
 import { errorOf, stage } from "./helpers.ts";
 
 const none = () => false;
@@ -66,10 +66,13 @@ describe("buildGraph", () => {
     expect(() => buildGraph([stage("a", { outs: ["o/x"] }), stage("b", { outs: ["o/xy"] })], none)).not.toThrow();
   });
 
-  it("rejects a dep that is neither a file nor an out", async () => {
-    const e = await errorOf(() => buildGraph([stage("a", { deps: ["nope.txt"] })], none));
-    expect(e.message).toContain("stage a: dep nope.txt is neither an existing file or directory nor an out of any stage");
-    expect(() => buildGraph([stage("a", { deps: ["yes.txt"] })], (p) => p === "yes.txt")).not.toThrow();
+  it("lists a dep that is neither a file nor an out (planning goes on; repro refuses that stage)", async () => {
+    const g = buildGraph([stage("a", { deps: ["nope.txt", "yes.txt"] }), stage("b", { deps: ["a.out"] }), stage("c", { outs: ["a.out"] })], (p) => p === "yes.txt");
+    expect([...g.missingDeps]).toEqual([["a", ["nope.txt"]]]);
+    expect(g.upstream.get("b")).toEqual(["c"]);
+    expect(missingDepError("a", "nope.txt").message).toBe(
+      "stage a: dep nope.txt is neither an existing file or directory nor an out of any stage (check the path, or add the stage that writes it)",
+    );
   });
 });
 

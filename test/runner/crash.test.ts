@@ -35,11 +35,11 @@ function pgidOf(dir: string, stage: string): number {
 }
 
 /** Start a repro whose stage `slow` blocks; resolves once the stage runs. */
-async function startBlocked(dir: string, args: string[] = []) {
+async function startBlocked(dir: string, args: string[] = [], env: Record<string, string> = {}) {
   fs.writeFileSync(path.join(dir, "hold"), "");
   fs.rmSync(path.join(dir, "started.flag"), { force: true });
   fs.rmSync(path.join(dir, "release"), { force: true });
-  const run = startCli(dir, ["repro", ...args]);
+  const run = startCli(dir, ["repro", ...args], env);
   await waitFor(() => exists(dir, "started.flag") && !!journalOf(dir, "slow")?.jobId, "the stage to start");
   return run;
 }
@@ -73,7 +73,7 @@ describe("kill -9 of the runner", () => {
     expect(read(dir, "o.txt")).toBe("v2\n");
     expect(read(dir, "n.txt")).toBe("v2\n");
     expect(fs.readdirSync(path.join(dir, ".pipeline/journal"))).toEqual([]);
-    expect(fs.readdirSync(path.join(dir, ".pipeline/backup/slow"))).toEqual([]);
+    expect(fs.existsSync(path.join(dir, ".pipeline/backup/slow"))).toBe(false); // no empty backup folder left
     const st2 = await inproc(dir, ["status"]);
     expect(st2.code, st2.out).toBe(0);
     expect(read(dir, "pipeline.lock")).not.toBe(lock1);
@@ -152,7 +152,25 @@ describe("one repro at a time", () => {
     fs.writeFileSync(path.join(dir, ".pipeline/repro.mutex.json"), holder("other-node-17", 4242));
     const r2 = await inproc(dir, ["repro"]);
     expect(r2.code).toBe(1);
-    expect(r2.stderr).toMatch(/pid 4242 on other-node-17.*\n.*If that process is gone \(host other-node-17 crashed\), delete .*repro\.mutex\.json/);
+    expect(r2.stderr).toMatch(/pid 4242 on other-node-17.*\n.*It runs on another host; its last heartbeat was \d+ s ago, and it is taken for dead after 120 s without one/);
+
+    // the holder on the other host stopped refreshing its heartbeat (that login node died)
+    const old = new Date(Date.now() - 10 * 60_000);
+    fs.utimesSync(path.join(dir, ".pipeline/repro.mutex.json"), old, old);
+    const r3 = await inproc(dir, ["repro"]);
+    expect(r3.code, r3.out).toBe(0);
+    expect(r3.out).toMatch(/taking over the repro mutex of pid 4242 on other-node-17.*: no heartbeat for 6\d\d s \(over 120 s\)/);
+  });
+
+  it("a holder refreshes its heartbeat while it runs", async () => {
+    const dir = makeProject(HOLDING);
+    const { done } = await startBlocked(dir, [], { PIPELINE_TEST_HEARTBEAT_MS: "200" });
+    const m = path.join(dir, ".pipeline/repro.mutex.json");
+    const old = new Date(Date.now() - 60_000);
+    fs.utimesSync(m, old, old);
+    await waitFor(() => Date.now() - fs.statSync(m).mtimeMs < 5_000, "the heartbeat to refresh the mutex", 5_000);
+    fs.writeFileSync(path.join(dir, "release"), "");
+    expect((await done).code).toBe(0);
   });
 });
 
