@@ -105,12 +105,16 @@ def make_prompts(n: int, vocab: int, seed: int) -> list[list[int]]:
     return out
 
 
+PREFILL = 16  # requests per prefill group (--prefill)
+
+
 def sync(device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def run_ours(model, prompts, seeds, B, T, temperature, top_p, wanted=None, prefill=16):
+def run_ours(model, prompts, seeds, B, T, temperature, top_p, wanted=None, prefill=None, precapture=True):
+    prefill = prefill or PREFILL
     C = -(-(max(len(p) for p in prompts) + T) // 16) * 16
     eng = SlotEngine(model, slots=B, cache_len=C, max_tokens=T, temperature=temperature, top_p=top_p,
                      eos_ids=[model.config.vocab_size - 1], pad_id=0)
@@ -118,7 +122,7 @@ def run_ours(model, prompts, seeds, B, T, temperature, top_p, wanted=None, prefi
     groups = [items[i:i + prefill] for i in range(0, len(items), prefill)]
     out = {}
     t_cap = time.perf_counter()
-    if eng.use_cuda_graph:
+    if eng.use_cuda_graph and precapture:  # else run() captures (the pipeline's path), inside the timing
         eng._capture()
     t_cap = time.perf_counter() - t_cap
     sync(eng.device)
@@ -131,6 +135,9 @@ def run_ours(model, prompts, seeds, B, T, temperature, top_p, wanted=None, prefi
     stats = dict(tokens=ntok, seconds=dt, tok_s=ntok / dt, capture_s=t_cap, steps=eng.steps,
                  fallback_rows=eng.fallback_rows, slots=B, cache_len=C)
     del eng
+    import gc
+
+    gc.collect()
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return out, stats
 
@@ -176,12 +183,15 @@ def main() -> int:
     ap.add_argument("--only", default="ours,dynamic,static,checks")
     ap.add_argument("--workers", type=int, default=1, help="ours only: one process per GPU, requests split")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--prefill", type=int, default=16, help="ours: requests per prefill group")
     ap.add_argument("--small", action="store_true")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--out", default=None)
     a = ap.parse_args()
     if a.workers > 1 and a.worker is None:
         return spawn_workers(a)
+    global PREFILL
+    PREFILL = a.prefill
     device = torch.device(a.device)
     only = set(a.only.split(","))
     t = time.perf_counter()
@@ -212,8 +222,9 @@ def main() -> int:
             log(f"B={B} ours: {st}")
             if "checks" in only:
                 half = [i % 2 == 0 for i in range(len(prompts))]
-                t1, _ = run_ours(model, prompts, seeds, B, T, temp, top_p, wanted=half)
-                t2, _ = run_ours(model, prompts, seeds, B, T, temp, top_p, wanted=[not h for h in half])
+                t1, _ = run_ours(model, prompts, seeds, B, T, temp, top_p, wanted=half, precapture=False)
+                t2, _ = run_ours(model, prompts, seeds, B, T, temp, top_p, wanted=[not h for h in half],
+                                 precapture=False)
                 resumed = {**t1, **t2}
                 same = sum(resumed[k] == toks[k] for k in toks)
                 r["check_resume_identical_requests"] = f"{same}/{len(toks)}"

@@ -107,10 +107,28 @@ class SlotEngine:
         self.steps = 0
         self.fallback_rows = 0
         self.attention = os.environ.get("PERSONA_AXIS_DECODE_ATTENTION", "matmul")
+        # torch.compile of the decode step's model part (fuses norms, rope, softmax; same shapes every
+        # step, so one compile), then captured in the CUDA graph like the eager step. 0/1 or auto
+        # (= on with CUDA graphs).
+        comp = os.environ.get("PERSONA_AXIS_COMPILE_DECODE", "auto")
+        self.compiled = comp == "1" or (comp == "auto" and use_cuda_graph)
+        # (the function, not a bound method: no engine -> engine reference cycle keeping the cache alive)
+        self._model_step = torch.compile(SlotEngine._model_logits, dynamic=False) if self.compiled else None
 
     # ---------------------------------------------------------------------------------------- decode
     def _forward_step(self) -> None:
         """One decode step of every slot, in place: logits, next token, positions advanced."""
+        self.logits.copy_((self._model_step or SlotEngine._model_logits)(self))
+        u = self.u.gather(1, self.ustep[:, None]).squeeze(1)
+        nxt, covered = sample_fast(self.logits, u, self.temperature, self.top_p)
+        self.next_tok.copy_(nxt)
+        self.covered.copy_(covered)
+        self.tok.copy_(nxt)
+        self.pos.add_(1).clamp_(max=self.C - 1)
+        self.ustep.add_(1).clamp_(max=self.T)
+
+    def _model_logits(self) -> torch.Tensor:
+        """The model's forward for one token per slot (K/V written into the cache); float32 logits."""
         m, B = self.m, self.B
         x = m.embed_tokens(self.tok[:, None])
         cos, sin = m.rotary_emb(x, self.pos[:, None])
@@ -137,15 +155,7 @@ class SlotEngine:
             o = at.o_proj(o.transpose(1, 2).reshape(B, 1, -1))
             x = x + layer.post_attention_layernorm(o)
             x = x + layer.post_feedforward_layernorm(layer.mlp(x))
-        logits = self.model.lm_head(m.norm(x))[:, 0]
-        self.logits.copy_(logits.float())
-        u = self.u.gather(1, self.ustep[:, None]).squeeze(1)
-        nxt, covered = sample_fast(self.logits, u, self.temperature, self.top_p)
-        self.next_tok.copy_(nxt)
-        self.covered.copy_(covered)
-        self.tok.copy_(nxt)
-        self.pos.add_(1).clamp_(max=self.C - 1)
-        self.ustep.add_(1).clamp_(max=self.T)
+        return self.model.lm_head(m.norm(x))[:, 0].float()
 
     def _capture(self) -> None:
         torch.cuda.synchronize(self.device)
@@ -161,6 +171,7 @@ class SlotEngine:
         self.graph = g
         self.pos.zero_()
         self.ustep.zero_()
+        self.tok.zero_()
 
     def _step(self) -> None:
         if self.use_cuda_graph:
@@ -202,6 +213,8 @@ class SlotEngine:
             for it in g:
                 if len(it.prompt) + self.T > self.C:
                     raise ValueError(f"prompt of {len(it.prompt)} tokens + {self.T} new exceeds the cache ({self.C})")
+        if self.use_cuda_graph and self.graph is None:
+            self._capture()  # before any row is admitted: the capture's warm-up steps change the state
         free = list(range(self.B))
         active: dict[int, _Row] = {}
         gi = 0
