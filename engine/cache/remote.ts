@@ -3,12 +3,12 @@
  * cache (store.ts: files/sha256/ab/..., runs/ab/....json).
  *
  * `Remote` is the interface a transport implements; `DirectoryRemote` is a directory (a cluster's
- * shared file system, NFS, a mounted disk). An S3-compatible remote would implement the same four
- * methods (multipart upload for resuming); it is not built (see docs/cache.md).
+ * shared file system, NFS, a mounted disk); `S3Remote` (s3-remote.ts) an S3-compatible bucket.
  *
  * Transfers are resumable and verified: an object is written to `<name>.partial` next to its final
  * place, appended to from where an interrupted transfer stopped, hashed as it streams (after
- * re-reading the bytes already there), and renamed to its final name only when the sha256 matches.
+ * re-reading the bytes already there), and renamed to its final name only when the sha256 matches
+ * (resumable.ts).
  */
 import fs from "node:fs";
 import fsp from "node:fs/promises";
@@ -16,6 +16,7 @@ import path from "node:path";
 import { hashFile, hashSync } from "hasha";
 import { InputError } from "../errors.ts";
 import { CHUNK, killAfter, mismatch, resumeInto, type TransferInfo } from "./resumable.ts";
+import { S3Remote, type S3Options } from "./s3-remote.ts";
 
 export type { TransferInfo } from "./resumable.ts";
 
@@ -31,12 +32,12 @@ export interface Remote {
   download(rel: string, dest: string, expect: string | null, onBytes: (n: number) => void): Promise<TransferInfo>;
 }
 
-export function openRemote(url: string | undefined): Remote {
+export function openRemote(url: string | undefined, s3: S3Options = {}): Remote {
   if (!url) {
-    throw new InputError("no remote: pass -r/--remote <dir>, set PIPELINE_REMOTE, or add `remote: <dir>` to pipeline.config.yaml");
+    throw new InputError("no remote: pass -r/--remote <dir or s3://bucket/prefix>, set PIPELINE_REMOTE, or add `remote: ...` to pipeline.config.yaml");
   }
-  if (/^s3:\/\//i.test(url)) throw new InputError(`remote ${url}: S3 remotes are not supported yet (only directories, e.g. a shared file system); see docs/cache.md`);
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !/^file:\/\//i.test(url)) throw new InputError(`remote ${url}: unsupported scheme; a remote is a directory path`);
+  if (/^s3:\/\//i.test(url)) return new S3Remote(url, s3);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !/^file:\/\//i.test(url)) throw new InputError(`remote ${url}: unsupported scheme; a remote is a directory path or s3://bucket/prefix`);
   return new DirectoryRemote(url.replace(/^file:\/\//i, ""));
 }
 

@@ -28,11 +28,16 @@ let written = 0;
  * written; when that is fewer than `n`, the process is killed right after (as a crash would).
  */
 export function allowWrite(n: number): number {
-  if (!killAfter) return n;
-  written += n;
-  if (written < killAfter) return n;
+  if (!crossesKill(n)) return n;
   setImmediate(() => process.kill(process.pid, "SIGKILL"));
   return n - (written - killAfter);
+}
+
+/** Count `n` bytes against the kill hook: true when they reach it (the caller then kills the process itself). */
+export function crossesKill(n: number): boolean {
+  if (!killAfter) return false;
+  written += n;
+  return written >= killAfter;
 }
 
 function counting(onBytes: (n: number) => void, hash: crypto.Hash): Transform {
