@@ -1,5 +1,5 @@
 /** generate: role-play transcripts from the final checkpoint (python/generate.py). */
-import { modelArgs } from "./lib/checkpoint.ts";
+import { gpuStageEnv, modelArgs } from "./lib/checkpoint.ts";
 import { loadStudyParams } from "./lib/params.ts";
 import { runPython, stageMain, usage } from "./lib/python.ts";
 
@@ -18,5 +18,5 @@ await stageMain(async () => {
   ];
   if (g.question_count > 0) args.push("--question-count", g.question_count);
   if (p.roles.length) args.push("--roles", ...p.roles);
-  return runPython("python/generate.py", args);
+  return runPython("python/generate.py", args, gpuStageEnv());
 });

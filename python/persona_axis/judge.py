@@ -260,10 +260,11 @@ def run_judge(a: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     from .judge_backends import JudgeFatalError
+    from .model_loading import ModelNotCachedError
 
     try:
         summary = run_judge(a)
-    except (RoleDataError, JudgeInputError, JudgeFatalError) as e:
+    except (RoleDataError, JudgeInputError, JudgeFatalError, ModelNotCachedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.fail_on_missing and summary["total"]["missing"]:

@@ -172,7 +172,8 @@ class LocalJudge:
     def __init__(self, model_name: str, *, revision: str | None = None, engine: str = "auto", device: str = "auto",
                  dtype: str = "auto", batch_size: int = 8, max_tokens: int = 8, tensor_parallel_size: int = 1,
                  temperature: float = 0.0):
-        from .generation_backends import hub_revision, resolve_device, resolve_dtype, vllm_importable
+        from .generation_backends import resolve_device, resolve_dtype, vllm_importable
+        from .model_loading import hub_revision, load_causal_lm, load_tokenizer, require_cached
 
         self.batch_size = max(1, batch_size)
         self.max_tokens = max_tokens
@@ -190,21 +191,20 @@ class LocalJudge:
                                       tensor_parallel_size=tensor_parallel_size)
             if rev:
                 kw["revision"] = rev
+            require_cached(model_name, revision)
             self.llm = LLM(**kw)
             self.sampling = SamplingParams(temperature=temperature, max_tokens=max_tokens)
             self.tokenizer = self.llm.get_tokenizer()
             return
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = resolve_device(device)
-        kw = {"revision": rev} if rev else {}
-        self.tokenizer = AutoTokenizer.from_pretrained(model_name, **kw)
+        self.tokenizer = load_tokenizer(model_name, revision)
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(
-            model_name, dtype=getattr(torch, resolve_dtype(dtype, self.device)), **kw).to(self.device).eval()
+        self.model = load_causal_lm(
+            model_name, revision, dtype=getattr(torch, resolve_dtype(dtype, self.device))).to(self.device).eval()
 
     def _prompt_ids(self, prompt: str) -> list[int]:
         from .prompts import ensure_chat_template, prompt_token_ids, render_prompt

@@ -4,6 +4,9 @@ import { z } from "zod";
 const Checkpoint = z.object({
   model: z.string().min(1, "a Hub model id or a local directory"),
   revision: z.string().min(1).default("main"),
+  // A commit the checkpoint is frozen at (the revision then only names it); else the models stage
+  // resolves the revision once and keeps it (outputs/<profile>/models/pins.yaml lists them).
+  sha: z.string().regex(/^[0-9a-f]{40}$/, "a full 40-character commit sha").optional(),
   build: z
     .string()
     .regex(/^(hub|tiny-olmo2:\d+|tiny-gpt-neox:\d+|perturb:[A-Za-z0-9_.-]+:[0-9.]+:\d+)$/, {
