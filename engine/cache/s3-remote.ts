@@ -151,8 +151,42 @@ export class S3Remote implements Remote {
     }
   }
 
+  /** Names of the objects directly in the folder `dirRel` (all pages). */
+  private async listDir(dirRel: string): Promise<Set<string>> {
+    const prefix = `${this.key(dirRel)}/`;
+    const names = new Set<string>();
+    let token: string | undefined;
+    do {
+      const r = await this.send(`${prefix} (list)`, (sdk, s3) => s3.send(new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token })));
+      for (const o of r.Contents ?? []) if (o.Key) names.add(o.Key.slice(prefix.length));
+      token = r.IsTruncated ? r.NextContinuationToken : undefined;
+    } while (token);
+    return names;
+  }
+
+  /**
+   * Which objects are there: one HEAD each, or, when many objects share few folders (files/sha256/ab/),
+   * a listing of those folders, whichever takes fewer requests (estimated from the first folder).
+   */
   async has(rels: string[]): Promise<Set<string>> {
     const out = new Set<string>();
+    const byDir = new Map<string, string[]>();
+    for (const r of rels) {
+      const i = r.lastIndexOf("/");
+      const d = r.slice(0, i);
+      (byDir.get(d) ?? byDir.set(d, []).get(d)!).push(r.slice(i + 1));
+    }
+    const dirs = [...byDir.keys()];
+    if (rels.length >= 64 && dirs.length < rels.length / 2) {
+      const first = await this.listDir(dirs[0]!);
+      if (dirs.length * Math.max(1, Math.ceil(first.size / 1000)) < rels.length / 2) {
+        await mapLimit(dirs, 32, async (d, i) => {
+          const names = i === 0 ? first : await this.listDir(d);
+          for (const n of byDir.get(d)!) if (names.has(n)) out.add(`${d}/${n}`);
+        });
+        return out;
+      }
+    }
     await mapLimit(rels, 32, async (r) => {
       if ((await this.size(r)) !== null) out.add(r);
     });

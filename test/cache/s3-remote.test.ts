@@ -7,7 +7,7 @@
 import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
-import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, ListPartsCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, ListPartsCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cli, commitAll, git, gitProject, read, runs, tempDir } from "./helpers.ts";
 import { AWS_ENV, startS3Server, type S3Server } from "./s3-server.ts";
@@ -166,6 +166,47 @@ describe("S3 remote (moto_server)", () => {
     expect(read(c, "out/a.txt")).toBe("a\n"); // the intact outs came
     expect((await s3cli(c, ["status"])).code).toBe(1);
   });
+
+  it("many objects: what the remote has is found by listing its folders, not one HEAD each; missing ones are sent again", async () => {
+    const n = 600;
+    const dir = gitProject("a", {
+      "pipeline.yaml": `stages:
+  many:
+    cmd: python3 -c "import os; os.makedirs('many', exist_ok=True); [open(f'many/{i}.txt','w').write(str(i)) for i in range(${n})]"
+    outs: [many]
+`,
+      ".gitignore": "many/\n.pipeline/\n",
+      "pipeline.config.yaml": config("persona-many", "m"),
+    });
+    expect((await s3cli(dir, ["repro"])).code).toBe(0);
+    commitAll(dir, "many");
+    const p = await s3cli(dir, ["push", "-j", "16"]);
+    expect(p.code, p.out).toBe(0);
+    expect(p.stdout).toContain(`${n + 1} objects uploaded`);
+
+    const heads = () => (server.log().match(/"HEAD \/persona-many\//g) ?? []).length;
+    const lists = () => (server.log().match(/"GET \/persona-many\/?\?list-type=2/g) ?? []).length;
+    const [h0, l0] = [heads(), lists()];
+    const again = await s3cli(dir, ["push"]);
+    expect(again.stdout).toContain(`0 objects uploaded (0 B), ${n + 1} already there`);
+    expect(lists() - l0).toBeGreaterThan(0);
+    expect(lists() - l0).toBeLessThanOrEqual(257); // at most one per files/sha256/ab/ folder (+ the manifest's)
+    expect(heads() - h0).toBeGreaterThanOrEqual(1); // the bucket's
+    expect(heads() - h0).toBeLessThan(10); // the bucket and the run-cache entry, not 601 objects
+
+    // objects deleted on the remote are found missing by the listing and sent again
+    const listed = (await keys("persona-many")).filter((k) => !k.endsWith(".dir") && k.includes("/files/"));
+    const gone = listed.slice(0, 3);
+    for (const k of gone) await server.client.send(new DeleteObjectCommand({ Bucket: "persona-many", Key: k }));
+    const refill = await s3cli(dir, ["push"]);
+    expect(refill.stdout).toContain(`3 objects uploaded (`);
+    expect(refill.stdout).toContain(`${n - 2} already there`);
+    const c = clone(dir);
+    const pull = await s3cli(c, ["pull"]);
+    expect(pull.code, pull.out).toBe(0);
+    expect(read(c, "many/599.txt")).toBe("599");
+    expect((await s3cli(c, ["status"])).code).toBe(0);
+  }, 240_000);
 
   it("bad endpoint, missing bucket, bad config: one clear line, exit 2, no credential in it", async () => {
     const dir = gitProject("a", { "pipeline.config.yaml": "remote: s3://persona-none/x\ns3:\n  endpoint_url: http://127.0.0.1:9\n" });

@@ -22,6 +22,8 @@ export const AWS_ENV = {
 export interface S3Server {
   endpoint: string;
   client: S3Client;
+  /** The server's request log so far (one line per HTTP request: "HEAD /bucket/key HTTP/1.1" 200). */
+  log(): string;
   stop(): Promise<void>;
 }
 
@@ -59,6 +61,7 @@ export async function startS3Server(): Promise<S3Server> {
   return {
     endpoint,
     client,
+    log: () => log.replace(/\x1b\[[0-9;]*m/g, ""),
     async stop() {
       client.destroy();
       if (child.exitCode === null) {
