@@ -49,6 +49,17 @@ function partSizeFor(size: number): number {
   return Math.max(base, Math.ceil(size / 10_000)); // S3 allows 10,000 parts
 }
 
+/**
+ * How to find which of `objects` (in `folders` of files/sha256/) the remote has, given that one
+ * folder holds `perFolder` objects there: list all of files/sha256/ (sequential pages of 1,000,
+ * worth it while they are fewer than the HEAD rounds of 32), list each folder (32 at once), or HEAD.
+ */
+export function existenceCheck(objects: number, folders: number, perFolder: number): "list all" | "list folders" | "head" {
+  if (Math.ceil((perFolder * 256) / 1000) <= objects / 32) return "list all";
+  if (folders * Math.max(1, Math.ceil(perFolder / 1000)) < objects / 2) return "list folders";
+  return "head";
+}
+
 const md5 = (b: Buffer) => crypto.createHash("md5").update(b).digest();
 const unquote = (etag: string | undefined) => (etag ?? "").replace(/"/g, "").toLowerCase();
 
@@ -151,45 +162,53 @@ export class S3Remote implements Remote {
     }
   }
 
-  /** Names of the objects directly in the folder `dirRel` (all pages). */
+  /** Every object below the folder `dirRel` (all pages), as relative paths like `rels`. */
   private async listDir(dirRel: string): Promise<Set<string>> {
     const prefix = `${this.key(dirRel)}/`;
-    const names = new Set<string>();
+    const found = new Set<string>();
     let token: string | undefined;
     do {
       const r = await this.send(`${prefix} (list)`, (sdk, s3) => s3.send(new sdk.ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken: token })));
-      for (const o of r.Contents ?? []) if (o.Key) names.add(o.Key.slice(prefix.length));
+      for (const o of r.Contents ?? []) if (o.Key) found.add(`${dirRel}/${o.Key.slice(prefix.length)}`);
       token = r.IsTruncated ? r.NextContinuationToken : undefined;
     } while (token);
-    return names;
+    return found;
   }
 
-  /**
-   * Which objects are there: one HEAD each, or, when many objects share few folders (files/sha256/ab/),
-   * a listing of those folders, whichever takes fewer requests (estimated from the first folder).
-   */
-  async has(rels: string[]): Promise<Set<string>> {
-    const out = new Set<string>();
-    const byDir = new Map<string, string[]>();
-    for (const r of rels) {
-      const i = r.lastIndexOf("/");
-      const d = r.slice(0, i);
-      (byDir.get(d) ?? byDir.set(d, []).get(d)!).push(r.slice(i + 1));
-    }
-    const dirs = [...byDir.keys()];
-    if (rels.length >= 64 && dirs.length < rels.length / 2) {
-      const first = await this.listDir(dirs[0]!);
-      if (dirs.length * Math.max(1, Math.ceil(first.size / 1000)) < rels.length / 2) {
-        await mapLimit(dirs, 32, async (d, i) => {
-          const names = i === 0 ? first : await this.listDir(d);
-          for (const n of byDir.get(d)!) if (names.has(n)) out.add(`${d}/${n}`);
-        });
-        return out;
-      }
-    }
+  private async heads(rels: string[], out: Set<string>): Promise<void> {
     await mapLimit(rels, 32, async (r) => {
       if ((await this.size(r)) !== null) out.add(r);
     });
+  }
+
+  /**
+   * Which objects are there, in the fewest requests: with many objects, the first folder
+   * (files/sha256/ab/) is listed to estimate the remote's size; then the whole of files/sha256/
+   * is listed (1,000 objects a page) when that is quick, else each folder the objects are in,
+   * else one HEAD per object (32 at once), e.g. a few objects on a big remote.
+   */
+  async has(rels: string[]): Promise<Set<string>> {
+    const out = new Set<string>();
+    const objs = rels.filter((r) => r.startsWith("files/sha256/"));
+    await this.heads(
+      rels.filter((r) => !r.startsWith("files/sha256/")),
+      out,
+    );
+    if (objs.length < 64) {
+      await this.heads(objs, out);
+      return out;
+    }
+    const dirs = [...new Set(objs.map((r) => r.slice(0, r.lastIndexOf("/"))))];
+    const first = await this.listDir(dirs[0]!);
+    let listed: Set<string>[];
+    const how = existenceCheck(objs.length, dirs.length, first.size);
+    if (how === "list all") listed = [await this.listDir("files/sha256")];
+    else if (how === "list folders") listed = [first, ...(await mapLimit(dirs.slice(1), 32, (d) => this.listDir(d)))];
+    else {
+      await this.heads(objs, out);
+      return out;
+    }
+    for (const r of objs) if (listed.some((l) => l.has(r))) out.add(r);
     return out;
   }
 
