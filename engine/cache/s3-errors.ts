@@ -34,7 +34,8 @@ export function explainS3Error(e: unknown, c: S3ErrorContext): Error {
   if (name === "CredentialsProviderError" || c.what === "credentials") {
     line = `no usable AWS credentials (${err.message ?? name}): set ${creds}`;
   } else if (ACCESS.has(name) || status === 403) {
-    line = `access denied (${name}) on ${c.what}: check ${creds} and the bucket's policy`;
+    // a HEAD's answer has no body: the SDK knows only the status then
+    line = `access denied (${name === "Unknown" || name === "Forbidden" || name === "403" ? `HTTP ${status ?? 403}` : name}) on ${c.what}: check ${creds} and the bucket's policy`;
   } else if (name === "NoSuchBucket") {
     line = `bucket ${c.bucket} does not exist at ${c.endpoint} (check the name and s3.endpoint_url)`;
   } else if ((code && NETWORK.has(code)) || name === "TimeoutError") {

@@ -2,7 +2,8 @@
  * S3 remotes with the real CLI against a real S3-compatible server (moto_server, its own process,
  * over HTTP): push, then pull into a fresh clone (status all current, nothing run there); an
  * interrupted multipart push resumed, and an interrupted pull; a corrupted object detected, on the
- * remote and in the cache; bad endpoints/buckets as one line, never a credential.
+ * remote and in the cache; many objects found by listing; bad endpoints/buckets/credentials as
+ * one line, never a credential. The server checks every request's signature (s3-server.ts).
  */
 import crypto from "node:crypto";
 import fs from "node:fs";
@@ -10,7 +11,7 @@ import path from "node:path";
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, ListPartsCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cli, commitAll, git, gitProject, read, runs, tempDir } from "./helpers.ts";
-import { AWS_ENV, startS3Server, type S3Server } from "./s3-server.ts";
+import { AWS_BASE_ENV, startS3Server, type S3Server } from "./s3-server.ts";
 
 let server: S3Server;
 beforeAll(async () => {
@@ -29,11 +30,12 @@ function clone(src: string): string {
   return dest;
 }
 
-/** The CLI with the test credentials (and nothing from the machine's own AWS set-up). */
+/** The CLI with the server's credentials (and nothing from the machine's own AWS set-up); they never show. */
 function s3cli(dir: string, args: string[], env: Record<string, string> = {}) {
-  return cli(dir, args, { ...AWS_ENV, AWS_PROFILE: "", AWS_CONFIG_FILE: "/nonexistent", AWS_SHARED_CREDENTIALS_FILE: "/nonexistent", ...env }).then((r) => {
-    expect(r.out).not.toContain(AWS_ENV.AWS_SECRET_ACCESS_KEY);
-    expect(r.out).not.toContain(AWS_ENV.AWS_ACCESS_KEY_ID);
+  const creds = { AWS_ACCESS_KEY_ID: server.accessKeyId, AWS_SECRET_ACCESS_KEY: server.secretAccessKey };
+  return cli(dir, args, { ...AWS_BASE_ENV, ...creds, ...env }).then((r) => {
+    expect(r.out).not.toContain(server.secretAccessKey);
+    expect(r.out).not.toContain(server.accessKeyId);
     return r;
   });
 }
@@ -219,6 +221,14 @@ describe("S3 remote (moto_server)", () => {
     const none = await s3cli(dir, ["fetch"]);
     expect(none.code, none.out).toBe(2);
     expect(none.stderr).toContain(`error: remote s3://persona-none/x: bucket persona-none does not exist at ${server.endpoint}`);
+
+    // a wrong secret (the signature does not match) or no credentials at all
+    const denied = await s3cli(dir, ["fetch"], { AWS_SECRET_ACCESS_KEY: `${server.secretAccessKey}x` });
+    expect(denied.code, denied.out).toBe(2);
+    expect(denied.stderr).toContain("error: remote s3://persona-none/x: access denied (HTTP 403) on bucket persona-none: check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY");
+    const nocreds = await s3cli(dir, ["fetch"], { AWS_ACCESS_KEY_ID: "", AWS_SECRET_ACCESS_KEY: "" });
+    expect(nocreds.code, nocreds.out).toBe(2);
+    expect(nocreds.stderr).toContain("error: remote s3://persona-none/x: no usable AWS credentials");
 
     fs.writeFileSync(path.join(dir, "pipeline.config.yaml"), "remote: s3://persona-none/x\ns3:\n  endpoint_url: ftp://host\n");
     const cfg = await s3cli(dir, ["push"]);
