@@ -17,7 +17,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { loadStudyParams, paramsFiles } from "./lib/params.ts";
+import { loadStudyFile, loadStudyParams } from "./lib/params.ts";
 import { runPython, stageMain } from "./lib/python.ts";
 import type { Study } from "./lib/params.ts";
 
@@ -28,8 +28,7 @@ function hubSpecs(p: Study): string {
 
 async function check(args: string[]): Promise<number> {
   const i = args.findIndex((a) => a === "-P" || a === "--params-file");
-  const files = i >= 0 && args[i + 1] ? [path.resolve(args[i + 1])] : paramsFiles();
-  const p = loadStudyParams(files);
+  const p = i >= 0 && args[i + 1] ? loadStudyFile(path.resolve(args[i + 1])) : loadStudyParams();
   if (!Object.values(p.checkpoints).some((c) => c.build === "hub")) {
     process.stdout.write("models --check: no Hub checkpoints in this profile (all built locally)\n");
     return 0;

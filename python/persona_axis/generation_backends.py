@@ -12,7 +12,6 @@ holds BOS, so vLLM must not tokenize again), one ``SamplingParams(seed=...)`` pe
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 

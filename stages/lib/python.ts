@@ -6,7 +6,7 @@
 import fs from "node:fs";
 import { execa } from "execa";
 
-export function pythonExecutable(): string {
+function pythonExecutable(): string {
   const py = process.env.PERSONA_PYTHON || ".venv/bin/python";
   if (py.includes("/") && !fs.existsSync(py)) {
     throw new Error(`Python interpreter ${py} not found: run \`npm run setup\` or set PERSONA_PYTHON`);
