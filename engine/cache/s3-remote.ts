@@ -285,6 +285,7 @@ export class S3Remote implements Remote {
           onBytes(len);
         });
         const tracked = p.finally(() => inFlight.delete(tracked));
+        tracked.catch(() => {}); // a failure is seen by the race/all below, never as an unhandled rejection
         inFlight.add(tracked);
         if (inFlight.size >= PARTS_IN_FLIGHT) await Promise.race(inFlight);
       }
