@@ -2,7 +2,7 @@
 """Diagnostic (issue 12): is a row's decode step independent of its slot and neighbours on this GPU?
 Runs the 7B-shaped random model's engine state through one eager step, then with the slots permuted
 and with other rows' contents changed, per component; prints which ops differ bitwise."""
-import os, sys, time, json
+import os, sys, json
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python")); sys.path.insert(0, str(ROOT / "bench"))
@@ -40,7 +40,6 @@ ps = make_prompts(128, V, seed=3); seeds = list(range(128))
 for attn in ("matmul", "sdpa"):
     os.environ["PERSONA_AXIS_DECODE_ATTENTION"] = attn
     for graph in (True, False):
-        import persona_axis.slot_engine as se
         a, st = run_ours(model, ps, seeds, B, 64, 0.7, 0.9)
         b, _ = run_ours(model, ps, seeds, B, 64, 0.7, 0.9)
         half = [i % 2 == 0 for i in range(128)]

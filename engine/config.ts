@@ -64,7 +64,7 @@ export interface LoadedParams {
 
 /**
  * The params in force: the profile file (`-P params/demo.yaml`) when one is given, which REPLACES
- * params.yaml (profiles are complete params files: see params/*.yaml and stages/lib/params.ts),
+ * params.yaml (profiles are complete params files: see params/*.yaml),
  * else params.yaml. A missing params.yaml gives `{}` (fine as long as nothing needs params).
  */
 export function loadParams(ctx: ProjectContext): LoadedParams {
@@ -236,7 +236,7 @@ function loadVars(load: Load, where: KeyPath, label: string, items: unknown[], w
 }
 
 function resolveStage(load: Load, inst: Instance, group: string, base: KeyPath, template: Record<string, unknown>, topVars: VarsContext): Stage {
-  const { file, ctx, loaded } = load;
+  const { file, ctx } = load;
   const { name, scope } = inst;
   const label = scope ? `${formatKeyPath(base)} (instance ${name})` : formatKeyPath(base);
   const at = (...p: KeyPath) => file.pos([...base, ...p]);

@@ -145,7 +145,7 @@ export class LocalExecutor implements Executor {
   /**
    * Is the process group of a job started by an earlier (crashed) runner still alive on this
    * host? It cannot be re-attached (its output pipe went with the runner), so the runner stops
-   * it with `kill` before rolling back.
+   * it with `cancel` before rolling back.
    */
   async isActive(jobId: string): Promise<boolean> {
     const j = parseJobId(jobId);
@@ -156,7 +156,7 @@ export class LocalExecutor implements Executor {
   }
 
   /** Stop an orphaned job's process group: SIGTERM, then SIGKILL after the grace period. */
-  async kill(jobId: string): Promise<void> {
+  async cancel(jobId: string): Promise<void> {
     const j = parseJobId(jobId);
     if (!j || !(await this.isActive(jobId))) return;
     try {
@@ -188,21 +188,21 @@ export class LocalExecutor implements Executor {
     let peak: number | undefined;
     try {
       for (const cmd of job.stage.cmd) {
-        if (io.signal.aborted) return { exitCode: null, signal: "SIGTERM", startedAt, endedAt: new Date().toISOString(), peakRssKb: peak, message: "aborted before it started" };
+        if (io.signal.aborted) return { ok: false, exitCode: null, signal: "SIGTERM", startedAt, endedAt: new Date().toISOString(), peakRssKb: peak, message: "aborted before it started" };
         log.line(`$ ${cmd}`);
         const r = await this.runOne(cmd, job, cmdIo, log);
         if (r.peak !== undefined) peak = Math.max(peak ?? 0, r.peak);
         if (r.submitError !== undefined) throw r.submitError;
         if (logFailure) {
-          return { exitCode: r.code, signal: r.signal ?? "SIGTERM", startedAt, endedAt: new Date().toISOString(), peakRssKb: peak, message: `stopped: ${logFailure}` };
+          return { ok: false, exitCode: r.code, signal: r.signal ?? "SIGTERM", startedAt, endedAt: new Date().toISOString(), peakRssKb: peak, message: `stopped: ${logFailure}` };
         }
         if (r.code !== 0 || r.signal) {
           const message = `${r.signal ? `signal ${r.signal}` : `exit code ${r.code}`}: ${explainExit(r.code, r.signal)}` + (job.stage.cmd.length > 1 ? ` (in: ${cmd})` : "");
           log.line(`# ${message}`);
-          return { exitCode: r.code, signal: r.signal, startedAt, endedAt: new Date().toISOString(), peakRssKb: peak, message };
+          return { ok: false, exitCode: r.code, signal: r.signal, startedAt, endedAt: new Date().toISOString(), peakRssKb: peak, message };
         }
       }
-      return { exitCode: 0, signal: null, startedAt, endedAt: new Date().toISOString(), peakRssKb: peak };
+      return { ok: true, exitCode: 0, signal: null, startedAt, endedAt: new Date().toISOString(), peakRssKb: peak };
     } finally {
       log.close();
     }
@@ -334,8 +334,4 @@ export class LocalExecutor implements Executor {
       });
     });
   }
-}
-
-export function createLocalExecutor(): LocalExecutor {
-  return new LocalExecutor();
 }

@@ -70,10 +70,6 @@ function envMs(name: string): number | undefined {
   return n;
 }
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
 function isoOf(slurmTime: string | undefined, fallback: Date): string {
   if (slurmTime) {
     const d = new Date(slurmTime); // sacct prints the login node's local time, as does Date
@@ -151,7 +147,7 @@ export class SlurmExecutor implements Executor {
     validateStageForSlurm(stage);
     const submittedAt = new Date();
     if (io.signal.aborted) {
-      return { exitCode: null, signal: "SIGINT", startedAt: submittedAt.toISOString(), endedAt: submittedAt.toISOString(), state: "CANCELLED", message: "interrupted before submission" };
+      return { ok: false, exitCode: null, signal: "SIGINT", startedAt: submittedAt.toISOString(), endedAt: submittedAt.toISOString(), state: "CANCELLED", message: "interrupted before submission" };
     }
     const dir = path.join(this.ctx.profileStateDir, "slurm");
     await fs.mkdir(dir, { recursive: true });
@@ -185,6 +181,16 @@ export class SlurmExecutor implements Executor {
   async isActive(jobId: string): Promise<boolean> {
     const e = await this.queueEntry(jobId);
     return !!e && !isFinalState(e.state) && e.name.startsWith(jobNamePrefix(this.ctx.root, this.ctx.profile));
+  }
+
+  /** scancel a job no runner follows, then wait (up to a minute) until squeue shows it ended. */
+  async cancel(jobId: string): Promise<void> {
+    const r = await slurmCommand("scancel", [jobId]);
+    if (r.code !== 0 && !/Invalid job id|already completing or completed/i.test(r.stderr)) {
+      throw new PipelineError(`scancel ${jobId} failed: ${r.stderr.trim()}`, 1);
+    }
+    const deadline = Date.now() + CANCEL_CONFIRM_MS;
+    while (Date.now() < deadline && (await this.isActive(jobId))) await new Promise((res) => setTimeout(res, Math.min(this.pollMs, 1000)));
   }
 
   async attach(jobId: string, job: JobSpec, io: ExecutorIO): Promise<JobResult> {
@@ -287,6 +293,7 @@ export class SlurmExecutor implements Executor {
     const { rec, note } = outcome;
     if (!rec) {
       return {
+        ok: false,
         exitCode: null,
         signal: cancelledByRunner ? "SIGINT" : null,
         startedAt: since.toISOString(),
@@ -307,6 +314,7 @@ export class SlurmExecutor implements Executor {
     });
     report(o.state);
     const result: JobResult = {
+      ok: o.ok,
       exitCode: o.exitCode,
       signal: o.signal,
       startedAt: isoOf(rec.start, since),

@@ -177,10 +177,6 @@ export function readJournals(ctx: ProjectContext, onBad?: (file: string, why: st
   return journals;
 }
 
-export function readJournal(ctx: ProjectContext, stage: string): Journal | null {
-  return readJournals(ctx).find((j) => j.stage === stage) ?? null;
-}
-
 /**
  * Stages whose last attempt did not complete (a journal exists, readable or not): `status` must
  * not call them current, and `repro` reruns (or resumes) them. `stages`: the pipeline's stage

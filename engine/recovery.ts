@@ -85,10 +85,8 @@ export async function recover(d: RecoveryDeps): Promise<Recovered> {
         continue;
       }
       if (active && ex) {
-        if (ex instanceof Object && "kill" in ex && typeof (ex as { kill: unknown }).kill === "function") {
-          d.say(`${j.stage}: stopping process group ${j.jobId} left running by an interrupted run (${who})`);
-          await (ex as unknown as { kill(id: string): Promise<void> }).kill(j.jobId);
-        }
+        d.say(`${j.stage}: stopping job ${j.jobId} left running by an interrupted run (${who})`);
+        await ex.cancel(j.jobId);
       }
     }
     rollback(d.ctx, j);
@@ -120,16 +118,16 @@ async function stopOrphans(d: RecoveryDeps, journals: Journal[]): Promise<void> 
     const ex = await d.executor(job.executor).catch(() => null);
     const active = ex?.isActive ? await ex.isActive(job.jobId).catch(() => true) : false;
     if (active) {
-      const kill = (ex as unknown as { kill?(id: string): Promise<void> }).kill;
-      if (typeof kill !== "function") {
+      d.say(`${job.stage}: stopping job ${job.jobId} left running by a dead runner (pid ${job.pid} on ${job.host})`);
+      try {
+        await ex!.cancel(job.jobId);
+      } catch (e) {
         throw new PipelineError(
-          `job ${job.jobId} of stage ${job.stage}, left by a dead runner (pid ${job.pid} on ${job.host}), still runs and its journal is gone; ` +
-            `cancel it with the ${job.executor} scheduler, then rerun (nothing was changed)`,
+          `job ${job.jobId} of stage ${job.stage}, left by a dead runner (pid ${job.pid} on ${job.host}), still runs and its journal is gone, ` +
+            `and cancelling it failed (${(e as Error).message}): cancel it with the ${job.executor} scheduler, then rerun (nothing was changed)`,
           1,
         );
       }
-      d.say(`${job.stage}: stopping process group ${job.jobId} left running by a dead runner (pid ${job.pid} on ${job.host})`);
-      await kill.call(ex, job.jobId);
     }
     removeRunning(d.ctx, job.stage);
   }

@@ -43,7 +43,7 @@ import { crashPoint, deleteBackups, prepareOuts, rollback } from "./staging.ts";
 import { safeName, tailLines, type Terminal } from "./output.ts";
 import type { Provenance } from "./provenance.ts";
 import type { CacheHooks } from "./cache/hooks.ts";
-import type { Executor, JobResult, JobSpec, LockEntry, PathHash, Reason, Stage, StageStatus } from "./types.ts";
+import type { Executor, JobResult, JobSpec, LockEntry, Reason, Stage, StageStatus } from "./types.ts";
 
 export type StageOutcome = "ok" | "current" | "failed" | "interrupted";
 
@@ -272,11 +272,14 @@ export class Runner {
       delete env.PIPELINE_RELAYED; // the runner's own launch detail (launcher.ts), not the stage's
       Object.assign(env, stage.env);
       // Where the command finds its params (DVC-style scripts read them themselves): the params file
-      // in force (params.yaml, or the -P profile that replaces it), the profile's name and the stage.
+      // in force (params.yaml, or the -P profile that replaces it), the profile's name, the stage and
+      // the params it tracks (a command that reads only these cannot depend on an untracked one).
       env.PIPELINE_ROOT = this.ctx.root;
       env.PIPELINE_PARAMS_FILES = this.ctx.profileFile ?? this.ctx.paramsFile;
       env.PIPELINE_PROFILE = this.ctx.profile;
       env.PIPELINE_STAGE = name;
+      // the params this stage tracks (integers beyond 2^53 as strings of digits, exact)
+      env.PIPELINE_STAGE_PARAMS = JSON.stringify(stage.params, (_k, v: unknown) => (typeof v === "bigint" ? String(v) : v));
       if (gpus.length) env.CUDA_VISIBLE_DEVICES = gpus.join(",");
       const j = journal;
       const job: JobSpec = {
@@ -314,10 +317,10 @@ export class Runner {
       let res: JobResult;
       try {
         const at = new Date(t0).toISOString();
-        res = restored ? { exitCode: 0, startedAt: at, endedAt: new Date().toISOString() } : attachJobId ? await executor.attach!(attachJobId, job, io) : await executor.run(job, io);
+        res = restored ? { ok: true, exitCode: 0, startedAt: at, endedAt: new Date().toISOString() } : attachJobId ? await executor.attach!(attachJobId, job, io) : await executor.run(job, io);
       } catch (e) {
         const now = new Date().toISOString();
-        res = { exitCode: null, signal: null, startedAt: new Date(t0).toISOString(), endedAt: now, message: fsErrorText(e) ?? `the ${execName} executor failed: ${(e as Error).message}` };
+        res = { ok: false, exitCode: null, signal: null, startedAt: new Date(t0).toISOString(), endedAt: now, message: fsErrorText(e) ?? `the ${execName} executor failed: ${(e as Error).message}` };
       }
       removeRunning(this.ctx, name);
       this.o.terminal.stageEnded(name);
@@ -343,8 +346,7 @@ export class Runner {
         this.say(`${name}: interrupted; its outputs were rolled back${j.outs.some((x) => x.persist) ? " (persist outs kept for resuming)" : ""}, nothing recorded`);
         return "interrupted";
       }
-      const ok = res.exitCode === 0 && !res.signal && !(res.state && /FAIL|TIMEOUT|MEMORY|CANCEL/.test(res.state));
-      if (!ok) {
+      if (!res.ok) {
         const code = res.signal ? `signal ${res.signal}` : res.exitCode === null ? "no exit code" : `exit code ${res.exitCode}`;
         const meaning = res.message ?? `${code}: ${explainExit(res.exitCode, res.signal)}`;
         this.undo(j);
@@ -426,13 +428,10 @@ export class Runner {
   /** A scheduler job of an interrupted attempt with another identity: cancel it and roll back. */
   private async cancelAttach(name: string, a: AttachPlan, executor: Executor): Promise<void> {
     this.say(`${name}: the still active job ${a.journal.jobId} ran with another cmd, deps, params or env; cancelling it`);
-    const ac = new AbortController();
-    ac.abort();
     try {
-      if (!executor.attach) throw new Error("no attach");
-      await executor.attach(a.journal.jobId!, { stage: this.o.graph.stages.get(name)!, cwd: this.ctx.root, env: {}, gpus: [], logFile: path.join(this.ctx.profileStateDir, "logs", `${safeName(name)}.cancelled.log`), identity: a.journal.identity }, { onOutput: () => {}, signal: ac.signal });
-    } catch {
-      /* cancelled */
+      await executor.cancel(a.journal.jobId!);
+    } catch (e) {
+      this.say(`${name}: ${(e as Error).message}`);
     }
     rollback(this.ctx, a.journal);
     this.attach.delete(name);

@@ -224,7 +224,6 @@ export const topLevelSchema = z.strictObject({
   ...raw.topLevel,
 });
 
-export type RawStage = z.infer<typeof plainStageSchema>;
 export type ResolvedStage = z.infer<typeof resolvedStageSchema>;
 
 /** The JSON Schema published for editors (`tsx run.ts schema`). */

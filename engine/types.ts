@@ -155,6 +155,8 @@ export interface JobSpec {
 }
 
 export interface JobResult {
+  /** The executor's verdict: the job succeeded (exit 0, no signal, a successful final scheduler state). */
+  ok: boolean;
   /** null when killed by a signal. */
   exitCode: number | null;
   signal?: string | null;
@@ -188,4 +190,9 @@ export interface Executor {
    */
   isActive?(jobId: string): Promise<boolean>;
   attach?(jobId: string, job: JobSpec, io: ExecutorIO): Promise<JobResult>;
+  /**
+   * Stop a job this runner does not follow (one left by an interrupted run) and wait until it has
+   * ended: the local process group (SIGTERM, then SIGKILL), or `scancel`. A job already gone is fine.
+   */
+  cancel(jobId: string): Promise<void>;
 }

@@ -14,8 +14,10 @@ echo "$out" | tail -2
 echo "$out" | grep -q "^running " && fail "second demo run ran stages"
 tsx run.ts -P params/demo.yaml status >/dev/null || fail "status after the demo is not all current"
 
-cp params/demo.yaml /tmp/demo.yaml.bak
-trap 'cp /tmp/demo.yaml.bak params/demo.yaml' EXIT
+# A private backup: several checkouts on one machine must not restore each other's params.
+bak=$(mktemp "${TMPDIR:-/tmp}/demo.yaml.XXXXXX")
+cp params/demo.yaml "$bak"
+trap 'cp "$bak" params/demo.yaml; rm -f "$bak"' EXIT
 sed -i 's/^  layer: 2$/  layer: 1/' params/demo.yaml
 grep -q "^  layer: 1$" params/demo.yaml || fail "could not change persona_space.layer"
 stale=$(tsx run.ts -P params/demo.yaml status --json | node -e '
@@ -28,7 +30,7 @@ ran=$(echo "$out" | sed -n 's/^running \([^:]*\):.*/\1/p' | tr '\n' ' ' | sed 's
 [[ "$ran" == "persona_space project report" ]] || fail "expected to rerun 'persona_space project report', ran '$ran'"
 echo "check-demo: changing persona_space.layer reran exactly: $ran"
 
-cp /tmp/demo.yaml.bak params/demo.yaml
+cp "$bak" params/demo.yaml
 out=$(tsx run.ts -P params/demo.yaml repro 2>&1) || fail "restoring the demo failed: $out"
 restored=$(echo "$out" | sed -n 's/^\([^:]*\): restored from run-cache (an earlier run.*/\1/p' | tr '\n' ' ' | sed 's/ $//')
 [[ "$restored" == "persona_space project report" ]] || fail "layer 1 -> 2: expected 'persona_space project report' restored from the run-cache, got '$restored': $out"

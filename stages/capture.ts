@@ -1,6 +1,6 @@
 /** capture@<checkpoint>: residual-stream activations of the response tokens (python/capture.py). */
 import path from "node:path";
-import { modelArgs, templateSource } from "./lib/checkpoint.ts";
+import { gpuStageEnv, modelArgs, templateSource } from "./lib/checkpoint.ts";
 import { loadStudyParams } from "./lib/params.ts";
 import { runPython, stageMain, usage } from "./lib/python.ts";
 
@@ -20,5 +20,5 @@ await stageMain(async () => {
     "--max-batch-tokens", c.max_batch_tokens, "--chat-template-from", templateSource(p, finalDir),
   ];
   if (p.roles.length) args.push("--roles", ...p.roles);
-  return runPython("python/capture.py", args);
+  return runPython("python/capture.py", args, gpuStageEnv());
 });

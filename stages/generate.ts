@@ -1,11 +1,12 @@
 /** generate: role-play transcripts from the final checkpoint (python/generate.py). */
-import { modelArgs } from "./lib/checkpoint.ts";
+import { gpuStageEnv, modelArgs } from "./lib/checkpoint.ts";
 import { loadStudyParams } from "./lib/params.ts";
 import { runPython, stageMain, usage } from "./lib/python.ts";
 
 await stageMain(async () => {
   const [finalDir, outDir] = usage(2, "generate.ts <final-model-dir> <transcripts-dir>");
-  const p = loadStudyParams();
+  // the worker count splits the same static batches: byte-identical transcripts, so not in the identity
+  const p = loadStudyParams({ untracked: ["generation.gpus"] });
   const g = p.generation;
   const args = [
     ...modelArgs(p, "final", finalDir),
@@ -22,5 +23,5 @@ await stageMain(async () => {
   if (g.question_count > 0) args.push("--question-count", g.question_count);
   if (p.roles.length) args.push("--roles", ...p.roles);
   // auto/vllm: in .venv-gpu when `npm run setup -- --gpu` made it (there auto picks vLLM with a GPU)
-  return runPython("python/generate.py", args, { vllm: g.backend !== "hf" });
+  return runPython("python/generate.py", args, gpuStageEnv(), { vllm: g.backend !== "hf" });
 });

@@ -4,7 +4,9 @@ import { runPython, stageMain, usage } from "./lib/python.ts";
 
 await stageMain(async () => {
   const [transcripts, outDir] = usage(2, "judge.ts <transcripts-dir> <scores-dir>");
-  const p = loadStudyParams();
+  // Requests in flight and the name of the key's variable cannot change a score: changing them must
+  // not re-judge (the scores would be moved aside and asked again).
+  const p = loadStudyParams({ untracked: ["judge.concurrency", "judge.api_key_env"] });
   const j = p.judge;
   const args = ["--transcript-dir", transcripts, "--roles-dir", p.roles_dir, "--output-dir", outDir, "--backend", j.backend, "--concurrency", j.concurrency,
     "--parser", j.parser, "--temperature", j.temperature];
@@ -19,5 +21,5 @@ await stageMain(async () => {
   }
   if (p.roles.length) args.push("--roles", ...p.roles.filter((r) => r !== "default"));
   // a local judge runs in .venv-gpu when it exists (vLLM with a GPU, else transformers)
-  return runPython("python/judge.py", args, { vllm: j.backend === "local" });
+  return runPython("python/judge.py", args, {}, { vllm: j.backend === "local" });
 });

@@ -55,6 +55,9 @@ function targetStages(graph: Graph, targets: string[]): Set<string> {
   return out;
 }
 
+/** The SLURM executor's module, once a run has loaded it (for the forced-exit scancel). */
+let slurmModule: typeof import("../executor-slurm.ts") | undefined;
+
 function executorFactory(ctx: ProjectContext): (name: string) => Promise<Executor> {
   const cache = new Map<string, Promise<Executor>>();
   return (name) => {
@@ -63,11 +66,9 @@ function executorFactory(ctx: ProjectContext): (name: string) => Promise<Executo
       p = (async (): Promise<Executor> => {
         if (name === "local") return new LocalExecutor();
         if (name === "slurm") {
-          const file = new URL("../executor-slurm.ts", import.meta.url);
-          if (!fs.existsSync(file)) throw new InputError("the slurm executor is not available in this installation (engine/executor-slurm.ts is missing)");
-          const mod = (await import(file.href)) as { createSlurmExecutor?: (ctx: ProjectContext) => Executor | Promise<Executor> };
-          if (typeof mod.createSlurmExecutor !== "function") throw new InputError("engine/executor-slurm.ts does not export createSlurmExecutor(ctx)");
-          return await mod.createSlurmExecutor(ctx);
+          // Loaded lazily (only runs that use SLURM pay for it); a plain import, so the bundle carries it.
+          slurmModule = await import("../executor-slurm.ts");
+          return slurmModule.createSlurmExecutor(ctx);
         }
         throw new InputError(`unknown executor ${JSON.stringify(name)}; expected local or slurm`);
       })();
@@ -177,6 +178,7 @@ export async function repro(ctx: ProjectContext, targets: string[], opts: ReproO
     }
     killAllLocalJobs();
     releaseClaim?.();
+    slurmModule?.cancelAllSlurmJobsSync();
     mutex?.release();
     process.exit(130);
   };

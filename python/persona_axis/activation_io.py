@@ -15,6 +15,7 @@ Every problem raises :class:`InputError` naming the file (and line or key) and h
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 from dataclasses import dataclass
@@ -258,21 +259,16 @@ def format_cell(x: object) -> str:
 
 
 def write_csv(path: str | os.PathLike, header: list[str], rows: Iterable[Mapping[str, object]]) -> None:
-    """Plain CSV (no quoting needed: role/checkpoint names are identifiers; checked)."""
-    lines = [",".join(header)]
-    for row in rows:
-        cells = [format_cell(row.get(h)) for h in header]
-        for c in cells:
-            if any(ch in c for ch in ',"\n'):
-                raise ValueError(f"{path}: value {c!r} cannot be written to CSV unquoted")
-        lines.append(",".join(cells))
-    Path(path).write_text("\n".join(lines) + "\n")
+    """CSV (the csv module: quoted only where a cell needs it), cells formatted by ``format_cell``."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows([format_cell(row.get(h)) for h in header] for row in rows)
 
 
 def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
-    lines = Path(path).read_text().splitlines()
-    header = lines[0].split(",")
-    return [dict(zip(header, line.split(","))) for line in lines[1:] if line]
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
 
 def save_layer_tensors(path: str | os.PathLike, by_layer: Mapping[int, np.ndarray], dtype=torch.float32) -> None:

@@ -33,6 +33,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from . import model_loading
 from . import transcripts as transcripts_mod
 from .batching import plan_batches
 from .model_blocks import ModelStructureError, TruncatedForward, compile_blocks, hidden_size, num_hidden_layers
@@ -582,22 +583,15 @@ def run_capture(model: torch.nn.Module, tokenizer: Any, transcript_dir: str | os
 
 # --- loading -----------------------------------------------------------------------------------------
 
-def _is_local(name: str) -> bool:
-    return Path(name).exists()
-
-
 def load_tokenizer(model_name: str, checkpoint: str | None, chat_template_from: str | None = None):
-    from transformers import AutoTokenizer
-
-    kw = {} if _is_local(model_name) or not checkpoint else {"revision": checkpoint}
-    tok = AutoTokenizer.from_pretrained(model_name, **kw)
+    tok = model_loading.load_tokenizer(model_name, checkpoint)
     template, source = None, model_name
     if chat_template_from:
         p = Path(chat_template_from)
         if p.is_file():
             template = p.read_text(encoding="utf-8")
         else:
-            template = AutoTokenizer.from_pretrained(chat_template_from).chat_template
+            template = model_loading.load_tokenizer(chat_template_from).chat_template
             if not template:
                 raise CaptureError(f"--chat-template-from {chat_template_from}: that tokenizer has no chat template")
         source = chat_template_from
@@ -609,19 +603,15 @@ def load_tokenizer(model_name: str, checkpoint: str | None, chat_template_from: 
 
 
 def load_model(model_name: str, checkpoint: str | None, dtype: str, device: str, attn_implementation: str = "sdpa"):
-    from transformers import AutoModelForCausalLM
-
     kw: dict[str, Any] = {"dtype": DTYPES[dtype], "attn_implementation": attn_implementation}
-    if checkpoint and not _is_local(model_name):
-        kw["revision"] = checkpoint
     dev = torch.device(device)
     if dev.type != "cpu":
         try:
-            model = AutoModelForCausalLM.from_pretrained(model_name, device_map={"": dev}, **kw)
+            model = model_loading.load_causal_lm(model_name, checkpoint, device_map={"": dev}, **kw)
         except (ImportError, ValueError):
-            model = AutoModelForCausalLM.from_pretrained(model_name, **kw).to(dev)
+            model = model_loading.load_causal_lm(model_name, checkpoint, **kw).to(dev)
     else:
-        model = AutoModelForCausalLM.from_pretrained(model_name, **kw)
+        model = model_loading.load_causal_lm(model_name, checkpoint, **kw)
     model.eval()
     model.requires_grad_(False)
     return model
@@ -721,7 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    max_batch_tokens=a.max_batch_tokens, max_length=max_length)
         summary = run_capture(model, tokenizer, a.transcript_dir, a.output_dir, settings, run, roles=a.roles,
                               verifier=verifier, progress=not a.no_progress)
-    except (CaptureError, RoleDataError, ModelStructureError) as e:
+    except (CaptureError, RoleDataError, ModelStructureError, model_loading.ModelNotCachedError) as e:
         print(f"capture: error: {e}", file=sys.stderr)
         return 2
     secs = summary["seconds"]

@@ -37,6 +37,7 @@ from .generation_backends import (
     resolve_dtype,
     vllm_importable,
 )
+from .model_loading import ModelNotCachedError
 from .prompts import prompt_token_ids, render_prompt
 from .roles import Request, RoleDataError
 from .generation_workers import WorkerFailed
@@ -455,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     try:
         run_generation(a)
-    except (RoleDataError, RunConfigError) as e:
+    except (RoleDataError, RunConfigError, ModelNotCachedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except WorkerFailed as e:

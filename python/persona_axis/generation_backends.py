@@ -14,7 +14,6 @@ holds BOS, so vLLM must not tokenize again), one ``SamplingParams(seed=...)`` pe
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,13 +57,7 @@ def resolve_dtype(dtype: str, device: str) -> str:
     return dtype
 
 
-def is_local_model(model_name: str) -> bool:
-    return os.path.isdir(model_name)
-
-
-def hub_revision(model_name: str, checkpoint: str | None) -> str | None:
-    """The revision to pass to ``from_pretrained``: none for a local directory."""
-    return None if is_local_model(model_name) else (checkpoint or None)
+from .model_loading import hub_revision, is_local_model, load_causal_lm, load_tokenizer, require_cached  # noqa: E402,F401
 
 
 # --------------------------------------------------------------------------------------------------
@@ -87,14 +80,11 @@ class HFBackend:
 
     def __init__(self, model_name: str, checkpoint: str | None, *, device: str = "auto", dtype: str = "auto"):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        rev = hub_revision(model_name, checkpoint)
-        kw = {"revision": rev} if rev else {}
-        self.tokenizer = AutoTokenizer.from_pretrained(model_name, **kw)
-        self.model = AutoModelForCausalLM.from_pretrained(model_name, dtype=getattr(torch, self.dtype), **kw)
+        self.tokenizer = load_tokenizer(model_name, checkpoint)
+        self.model = load_causal_lm(model_name, checkpoint, dtype=getattr(torch, self.dtype))
         self.model.to(self.device).eval()
         eos = set()
         gc_eos = getattr(self.model.generation_config, "eos_token_id", None)
@@ -221,6 +211,7 @@ class VLLMBackend:
             if llm is None:
                 kw: dict[str, Any] = dict(model=model_name, tensor_parallel_size=tensor_parallel_size, seed=seed,
                                           dtype=self.dtype)
+                require_cached(model_name, checkpoint)
                 rev = hub_revision(model_name, checkpoint)
                 if rev:
                     kw["revision"] = rev

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .roles import DEFAULT_ROLE, RoleDataError, load_roles
-from .transcripts import RecordAppender, dumps_record, read_records, record_key, write_records_sorted
+from .transcripts import RecordAppender, read_records, record_key, write_records_sorted
 
 SUMMARY_FILE = "summary.json"
 JUDGE_KEYS = ("system_prompt_idx", "question_idx", "rollout_idx", "score")
@@ -149,8 +149,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=16, help="openai backend: requests in flight")
     p.add_argument("--max-retries", type=int, default=6, help="retries per request after the first attempt")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per HTTP request")
-    p.add_argument("--backoff-base", type=float, default=1.0, help="first retry delay in seconds (doubles, with jitter)")
-    p.add_argument("--max-backoff", type=float, default=60.0, help="longest retry delay in seconds")
     p.add_argument("--max-tokens", type=int, default=8, help="reply tokens")
     p.add_argument("--parser", choices=sorted(PARSERS), default="strict",
                    help="paper: the first whole number in the reply if 0-3 (the paper's); strict: a score that "
@@ -177,8 +175,7 @@ def make_backend(a: argparse.Namespace):
     if key is None and "api.openai.com" in a.base_url:
         raise JudgeInputError(f"no API key: set ${a.api_key_env} (or --api-key-env NAME) for {a.base_url}")
     return OpenAIJudge(a.base_url, a.judge_model, key, concurrency=a.concurrency, max_retries=a.max_retries,
-                       timeout=a.timeout, max_tokens=a.max_tokens, backoff_base=a.backoff_base,
-                       max_backoff=a.max_backoff, temperature=a.temperature)
+                       timeout=a.timeout, max_tokens=a.max_tokens, temperature=a.temperature)
 
 
 def judge_settings(a: argparse.Namespace) -> dict:
@@ -239,9 +236,6 @@ def run_judge(a: argparse.Namespace) -> dict:
             bar.close()
             for ap in appenders.values():
                 ap.close()
-        retries = getattr(backend, "retries", 0)
-        if retries:
-            print(f"judge: {retries} retries", file=sys.stderr)
     for n in names:
         if results[n] or (out / f"{n}.jsonl").exists():
             write_sorted(out / f"{n}.jsonl", results[n])
@@ -260,10 +254,11 @@ def run_judge(a: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     from .judge_backends import JudgeFatalError
+    from .model_loading import ModelNotCachedError
 
     try:
         summary = run_judge(a)
-    except (RoleDataError, JudgeInputError, JudgeFatalError) as e:
+    except (RoleDataError, JudgeInputError, JudgeFatalError, ModelNotCachedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.fail_on_missing and summary["total"]["missing"]:

@@ -102,7 +102,7 @@ def test_http_judge_retries_records_missing_scores_and_resumes(tmp_path):
     with FakeOpenAIServer(slow_seconds=3.0) as srv:
         args = ["--transcript-dir", str(td), "--roles-dir", str(rd), "--output-dir", str(out),
                 "--base-url", srv.base_url, "--concurrency", "4", "--max-retries", "2", "--timeout", "1",
-                "--backoff-base", "0.05", "--no-progress"]
+                "--no-progress"]
         proc = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True,
                               timeout=120, env={"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": ""})
         assert proc.returncode == 0, proc.stderr
@@ -143,7 +143,7 @@ def test_http_judge_torn_score_line_is_dropped_and_rescored(tmp_path):
     out = tmp_path / "scores"
     with FakeOpenAIServer() as srv:
         args = ["--transcript-dir", str(td), "--roles-dir", str(rd), "--output-dir", str(out),
-                "--base-url", srv.base_url, "--no-progress", "--backoff-base", "0.01"]
+                "--base-url", srv.base_url, "--no-progress"]
         assert judge.main(args) == 0
         lines = (out / "pirate.jsonl").read_text().splitlines(keepends=True)
         (out / "pirate.jsonl").write_text("".join(lines[:2]) + lines[2][:10])

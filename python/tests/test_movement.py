@@ -192,7 +192,7 @@ def project_in_process(capsys, *args: str) -> tuple[int, str]:
 
 
 def test_reference_in_the_middle_and_bad_inputs(tmp_path, capsys):
-    truth = write_study(tmp_path)
+    write_study(tmp_path)
     res = build(tmp_path, reference="dpo")
     assert res.returncode == 0, res.stderr
     rows = read_csv(tmp_path / "mv" / "movement.csv")

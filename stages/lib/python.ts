@@ -23,14 +23,19 @@ export function pythonExecutable(opts: { vllm?: boolean; root?: string; env?: No
   return py;
 }
 
-export async function runPython(script: string, args: (string | number)[], opts: { vllm?: boolean } = {}): Promise<number> {
+export async function runPython(
+  script: string,
+  args: (string | number)[],
+  env: Record<string, string> = {},
+  opts: { vllm?: boolean } = {},
+): Promise<number> {
   const py = pythonExecutable(opts);
   const argv = [script, ...args.map(String)];
   process.stderr.write(`$ ${py} ${argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(" ")}\n`);
   const r = await execa(py, argv, {
     stdio: "inherit",
     reject: false,
-    env: { PYTHONUNBUFFERED: "1", HF_HUB_DISABLE_TELEMETRY: "1" },
+    env: { PYTHONUNBUFFERED: "1", HF_HUB_DISABLE_TELEMETRY: "1", ...env },
   });
   if (r.signal) process.stderr.write(`python was killed by ${r.signal}\n`);
   return r.exitCode ?? 128 + 9;

@@ -1,15 +1,23 @@
-/** zod schema of this project's params (params.yaml + profiles). The engine itself is generic. */
+/**
+ * zod schema of this project's params (params.yaml + profiles). The engine itself is generic.
+ * Validation only: default values come from ./defaults.ts, and no value is transformed here, so that
+ * editing a rule or a message does not make any stage stale (docs/stage-deps.md).
+ */
 import { z } from "zod";
+import { DEFAULTS } from "./defaults.ts";
 
 const Checkpoint = z.object({
   model: z.string().min(1, "a Hub model id or a local directory"),
-  revision: z.string().min(1).default("main"),
+  revision: z.string().min(1).default(DEFAULTS.revision),
+  // A commit the checkpoint is frozen at (the revision then only names it); else the models stage
+  // resolves the revision once and keeps it (outputs/<profile>/models/pins.yaml lists them).
+  sha: z.string().regex(/^[0-9a-f]{40}$/, "a full 40-character commit sha").optional(),
   build: z
     .string()
     .regex(/^(hub|tiny-olmo2:\d+|tiny-gpt-neox:\d+|perturb:[A-Za-z0-9_.-]+:[0-9.]+:\d+)$/, {
       message: "expected hub, tiny-olmo2:<seed>, tiny-gpt-neox:<seed> or perturb:<checkpoint>:<scale>:<seed>",
     })
-    .default("hub"),
+    .default(DEFAULTS.build),
 });
 
 export const StudyParams = z
@@ -17,12 +25,12 @@ export const StudyParams = z
     out: z.string().min(1),
     roles_dir: z.string().min(1),
     questions_file: z.string().min(1),
-    roles: z.array(z.string()).default([]),
+    roles: z.array(z.string()).default(DEFAULTS.roles),
     model_display_name: z.string().min(1),
     paper_data: z
       .object({
         source: z.string().min(1, "download | off | a local checkout, data directory or tarball of the repository"),
-        url: z.string().default(""),
+        url: z.string().default(DEFAULTS.paperDataUrl),
       })
       .refine((d) => d.source !== "download" || /^https?:\/\//.test(d.url), {
         message: "source download needs url: an http(s) tarball URL ({commit} is filled from the manifest)",

@@ -51,6 +51,14 @@ class PidExecutor implements Executor {
       return false;
     }
   }
+  async cancel(jobId: string): Promise<void> {
+    try {
+      process.kill(-Number(jobId), "SIGKILL");
+    } catch {
+      return; // gone
+    }
+    while (await this.isActive(jobId)) await new Promise((r) => setTimeout(r, 20));
+  }
   async attach(jobId: string, job: JobSpec, io: ExecutorIO): Promise<JobResult> {
     const startedAt = new Date().toISOString();
     if (io.signal.aborted) {
@@ -64,9 +72,9 @@ class PidExecutor implements Executor {
       if (this.frozen) await new Promise(() => {});
       if (fs.existsSync(job.logFile + ".rc")) {
         const rc = Number(fs.readFileSync(job.logFile + ".rc", "utf8"));
-        return { exitCode: rc, startedAt, endedAt: new Date().toISOString(), jobId };
+        return { ok: rc === 0, exitCode: rc, startedAt, endedAt: new Date().toISOString(), jobId };
       }
-      if (!(await this.isActive(jobId))) return { exitCode: null, signal: "SIGKILL", startedAt, endedAt: new Date().toISOString(), jobId, state: "CANCELLED" };
+      if (!(await this.isActive(jobId))) return { ok: false, exitCode: null, signal: "SIGKILL", startedAt, endedAt: new Date().toISOString(), jobId, state: "CANCELLED" };
       await new Promise((r) => setTimeout(r, 20));
     }
   }

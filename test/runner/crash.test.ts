@@ -7,7 +7,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { cli, exists, groupMembers, inproc, makeProject, read, startCli, waitFor } from "./helpers.ts";
+import { exists, groupMembers, inproc, makeProject, read, startCli, waitFor } from "./helpers.ts";
 
 /** A stage that writes a partial out and then, if the file `hold` exists, blocks until `release` exists. */
 const HOLDING = {
@@ -89,7 +89,7 @@ describe("kill -9 of the runner", () => {
     fs.rmSync(path.join(dir, "hold"));
     const r = await inproc(dir, ["repro"]);
     expect(r.code, r.out).toBe(0);
-    expect(r.out).toMatch(/slow: stopping process group .* left running by an interrupted run/);
+    expect(r.out).toMatch(/slow: stopping job .* left running by an interrupted run/);
     expect(groupMembers(pgid)).toEqual([]);
     expect(read(dir, "o.txt")).toBe("v1\n");
     expect((await inproc(dir, ["status"])).code).toBe(0);

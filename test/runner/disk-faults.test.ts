@@ -93,7 +93,7 @@ describe("fault 3: full disk, read-only disk, closed stdout", () => {
     const r = await inproc(dir, ["repro"]);
     expect(r.stderr).not.toMatch(/internal error/);
     expect(r.out).toMatch(/taking over the repro mutex left by a dead process/);
-    expect(r.out).toMatch(/stopping process group/);
+    expect(r.out).toMatch(/stopping job/);
     expect(r.out).toMatch(/recovered slow: .*restored its last good outputs/);
     expect(r.code, r.out).toBe(1);
     expect(r.out).toMatch(/FAILED slow: no space left on device while writing \S+/);

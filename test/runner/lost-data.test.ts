@@ -50,7 +50,7 @@ describe("fault 1: lost data", () => {
     fs.rmSync(path.join(dir, "hold"));
     const r = await inproc(dir, ["repro"]);
     expect(r.code, r.out).toBe(1);
-    expect(r.out).toMatch(new RegExp(`slow: stopping process group \\S+:${pgid}:\\S* left running by a dead runner`));
+    expect(r.out).toMatch(new RegExp(`slow: stopping job \\S+:${pgid}:\\S* left running by a dead runner`));
     expect(r.out).toMatch(/journal of slow could not be read .*restored its last good outputs from the backup \(o\.txt\)/);
     expect(r.out).toMatch(/FAILED slow[\s\S]*its last good outputs were kept/);
     expect(groupMembers(pgid)).toEqual([]);
