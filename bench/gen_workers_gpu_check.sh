@@ -1,5 +1,5 @@
 #!/bin/bash
-# Issue 12, on a GPU machine (run from a copy holding python/ and data/): the pipeline's generate.py on CUDA (compiled + graphed slot engine):
+# Issue 12, on a GPU machine: the pipeline's generate.py on CUDA (compiled + graphed slot engine):
 # --gpus 2 (two workers sharing the one GPU) vs one worker, and a worker SIGKILLed + resume.
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 TORCHINDUCTOR_CACHE_DIR=/tmp/ind PYTHONPATH=python HF_HUB_OFFLINE=1
