@@ -2,9 +2,13 @@
 import { gpuStageEnv } from "./lib/checkpoint.ts";
 import { loadStudyParams } from "./lib/params.ts";
 import { runPython, stageMain, usage } from "./lib/python.ts";
-import { generateArgs } from "./lib/study-args.ts";
+import { GENERATE_UNTRACKED, generateArgs } from "./lib/study-args.ts";
 
 await stageMain(async () => {
   const [finalDir, outDir] = usage(2, "generate.ts <final-model-dir> <transcripts-dir>");
-  return runPython("python/generate.py", generateArgs(loadStudyParams(), "final", finalDir, outDir), gpuStageEnv());
+  const p = loadStudyParams({ untracked: GENERATE_UNTRACKED });
+  // one worker per GPU the runner gave the stage (resources.gpus = generation.gpus, CUDA_VISIBLE_DEVICES);
+  // auto/vllm: in .venv-gpu when `npm run setup -- --gpu` made it (there auto picks vLLM with a GPU)
+  const args = generateArgs(p, "final", finalDir, outDir, p.generation.gpus);
+  return runPython("python/generate.py", args, gpuStageEnv(), { vllm: p.generation.backend !== "hf" });
 });

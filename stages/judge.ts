@@ -5,5 +5,7 @@ import { JUDGE_UNTRACKED, judgeArgs } from "./lib/study-args.ts";
 
 await stageMain(async () => {
   const [transcripts, outDir] = usage(2, "judge.ts <transcripts-dir> <scores-dir>");
-  return runPython("python/judge.py", judgeArgs(loadStudyParams({ untracked: JUDGE_UNTRACKED }), transcripts, outDir));
+  const p = loadStudyParams({ untracked: JUDGE_UNTRACKED });
+  // a local judge runs in .venv-gpu when it exists (vLLM with a GPU, else transformers)
+  return runPython("python/judge.py", judgeArgs(p, transcripts, outDir), {}, { vllm: p.judge.backend === "local" });
 });

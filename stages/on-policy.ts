@@ -15,7 +15,7 @@ import path from "node:path";
 import { gpuStageEnv, templateSource } from "./lib/checkpoint.ts";
 import { loadStudyParams } from "./lib/params.ts";
 import { runPython, stageMain, usage } from "./lib/python.ts";
-import { captureArgs, generateArgs, JUDGE_UNTRACKED, judgeArgs } from "./lib/study-args.ts";
+import { captureArgs, GENERATE_UNTRACKED, generateArgs, JUDGE_UNTRACKED, judgeArgs } from "./lib/study-args.ts";
 
 export const NOTE = "on_policy.json";
 
@@ -29,7 +29,8 @@ function note(outDir: string, body: Record<string, unknown>): number {
 
 await stageMain(async () => {
   const [name, modelDir, outDir] = usage(3, "on-policy.ts <checkpoint> <model-dir> <out-dir>");
-  const p = loadStudyParams({ untracked: JUDGE_UNTRACKED });
+  // capture.gpus (this stage's resources.gpus) only sets the generation worker count: byte-identical text
+  const p = loadStudyParams({ untracked: [...JUDGE_UNTRACKED, ...GENERATE_UNTRACKED, "capture.gpus"] });
   if (p.study.transcripts === "fixed") {
     return note(outDir, { checkpoint: name, on_policy: "off", note: "study.transcripts is fixed: every checkpoint reads the final checkpoint's transcripts" });
   }
@@ -40,10 +41,12 @@ await stageMain(async () => {
   fs.rmSync(path.join(outDir, NOTE), { force: true });
   const template = templateSource(p, path.join(path.dirname(modelDir), "final"));
   const transcripts = path.join(outDir, "transcripts");
-  let code = await runPython("python/generate.py", generateArgs(p, name, modelDir, transcripts, template), gpuStageEnv());
+  // the GPUs the runner gave this stage (resources.gpus = capture.gpus) serve generation and capture alike
+  const gen = generateArgs(p, name, modelDir, transcripts, p.capture.gpus, template);
+  let code = await runPython("python/generate.py", gen, gpuStageEnv(), { vllm: p.generation.backend !== "hf" });
   if (code !== 0) return code;
   // judged always, as the fixed transcripts are; the scores select rows only when judge.filter is on
-  code = await runPython("python/judge.py", judgeArgs(p, transcripts, path.join(outDir, "scores")));
+  code = await runPython("python/judge.py", judgeArgs(p, transcripts, path.join(outDir, "scores")), {}, { vllm: p.judge.backend === "local" });
   if (code !== 0) return code;
   return runPython("python/capture.py", captureArgs(p, name, modelDir, transcripts, path.join(outDir, "activations"), template), gpuStageEnv());
 });

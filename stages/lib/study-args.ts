@@ -7,8 +7,12 @@ import path from "node:path";
 import { modelArgs } from "./checkpoint.ts";
 import type { Study } from "./params.ts";
 
-/** generate.py: checkpoint `name` writes transcripts into `outDir` (kept lines resume). */
-export function generateArgs(p: Study, name: string, modelDir: string, outDir: string, chatTemplateFrom?: string): (string | number)[] {
+/** The worker count splits the same static batches: byte-identical transcripts, so not in the identity. */
+export const GENERATE_UNTRACKED = ["generation.gpus"];
+
+/** generate.py: checkpoint `name` writes transcripts into `outDir` (kept lines resume), one worker per
+ * GPU the runner gave the stage (`gpus`: its resources.gpus). */
+export function generateArgs(p: Study, name: string, modelDir: string, outDir: string, gpus: number, chatTemplateFrom?: string): (string | number)[] {
   const g = p.generation;
   const args: (string | number)[] = [
     ...modelArgs(p, name, modelDir),
@@ -18,6 +22,7 @@ export function generateArgs(p: Study, name: string, modelDir: string, outDir: s
     "--max-tokens", g.max_tokens, "--seed", g.seed, "--backend", g.backend,
     "--model-display-name", p.model_display_name,
     "--tensor-parallel-size", g.tensor_parallel_size, "--batch-size", g.batch_size,
+    "--kv-cache-gb", g.kv_cache_gb, "--prefill-batch", g.prefill_batch, "--gpus", gpus,
   ];
   if (chatTemplateFrom) args.push("--chat-template-from", chatTemplateFrom);
   if (g.question_count > 0) args.push("--question-count", g.question_count);
