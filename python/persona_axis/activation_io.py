@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .jsonl import read_json_lines
 
 VALID_SCORES = (0, 1, 2, 3)
 
@@ -32,28 +33,25 @@ def load_scores(scores_dir: str | os.PathLike, role: str) -> dict[Key, int | Non
         raise InputError(f"{path}: judge scores not found for role {role!r} (run the judge stage, or leave out "
                          "--scores-dir to analyse without a filter)")
     scores: dict[Key, int | None] = {}
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{lineno}: invalid JSON ({e.msg}); fix or delete the line and re-run judge") from None
-            if not isinstance(rec, dict):
-                raise InputError(f"{path}:{lineno}: expected a JSON object")
-            try:
-                key = (int(rec["system_prompt_idx"]), int(rec["question_idx"]), int(rec["rollout_idx"]))
-            except (KeyError, TypeError, ValueError) as e:
-                raise InputError(f"{path}:{lineno}: missing or non-integer key {e}") from None
-            if "score" not in rec:
-                raise InputError(f"{path}:{lineno}: missing key 'score' (use null for an unparseable judgement)")
-            score = rec["score"]
-            if score is not None and (isinstance(score, bool) or score not in VALID_SCORES):
-                raise InputError(f"{path}:{lineno}: score must be 0, 1, 2, 3 or null, got {score!r}")
-            if key in scores and scores[key] is not None and score is None:
-                continue  # like the judge's own reading: a later failed retry never replaces a score
-            scores[key] = None if score is None else int(score)
+    lines = read_json_lines(
+        path, unreadable=lambda e: InputError(f"{path}: cannot read judge scores: {e.strerror}"),
+        invalid=lambda lineno, e: InputError(f"{path}:{lineno}: invalid JSON ({getattr(e, 'msg', e)}); fix or delete "
+                                             "the line and re-run judge"))
+    for lineno, rec in lines:
+        if not isinstance(rec, dict):
+            raise InputError(f"{path}:{lineno}: expected a JSON object")
+        try:
+            key = (int(rec["system_prompt_idx"]), int(rec["question_idx"]), int(rec["rollout_idx"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"{path}:{lineno}: missing or non-integer key {e}") from None
+        if "score" not in rec:
+            raise InputError(f"{path}:{lineno}: missing key 'score' (use null for an unparseable judgement)")
+        score = rec["score"]
+        if score is not None and (isinstance(score, bool) or score not in VALID_SCORES):
+            raise InputError(f"{path}:{lineno}: score must be 0, 1, 2, 3 or null, got {score!r}")
+        if key in scores and scores[key] is not None and score is None:
+            continue  # like the judge's own reading: a later failed retry never replaces a score
+        scores[key] = None if score is None else int(score)
     return scores
 
 

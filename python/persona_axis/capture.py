@@ -44,10 +44,9 @@ from .capture_format import (
 )
 from .capture_prepare import PreparedRole, prepare_role, resolve_roles, sha256_file
 from .capture_verify import PromptVerifier
-from .errors import CaptureError
-from .model_blocks import ModelStructureError, compile_blocks, num_hidden_layers
+from .errors import CaptureError, InputError
+from .model_blocks import compile_blocks, num_hidden_layers
 from .prompts import ensure_chat_template
-from .roles import RoleDataError
 
 
 # --- settings ---------------------------------------------------------------------------------------
@@ -325,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    max_batch_tokens=a.max_batch_tokens, max_length=max_length)
         summary = run_capture(model, tokenizer, a.transcript_dir, a.output_dir, settings, run, roles=a.roles,
                               verifier=verifier, progress=not a.no_progress)
-    except (CaptureError, RoleDataError, ModelStructureError, model_loading.ModelNotCachedError) as e:
+    except (InputError, model_loading.ModelNotCachedError) as e:
         print(f"capture: error: {e}", file=sys.stderr)
         return 2
     secs = summary["seconds"]

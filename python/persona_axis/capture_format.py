@@ -21,11 +21,12 @@ import queue
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import torch
 
+from .atomic import atomic_write
 from .errors import InputError
 
 FORMAT = "persona-axis-capture/1"
@@ -50,34 +51,16 @@ def metadata_path(directory: str | os.PathLike, role: str) -> Path:
 
 # --- writing (the capture stage) ---------------------------------------------------------------
 
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
 def write_role(out_dir: Path, role: str, tensors: dict[int, torch.Tensor], metadata: dict, storage_dtype: str) -> None:
     """Activations first, then metadata (the completion marker); each via temp file + os.replace."""
     dtype = DTYPES[storage_dtype]
     data = {int(k): v.to(dtype).contiguous() for k, v in sorted(tensors.items())}
-    _atomic_write(activations_path(out_dir, role), lambda f: torch.save(data, f))
-    text = json.dumps(metadata, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-    _atomic_write(metadata_path(out_dir, role), lambda f: f.write(text.encode("utf-8")))
+    _write(activations_path(out_dir, role), lambda f: torch.save(data, f))
+    _write(metadata_path(out_dir, role), json.dumps(metadata, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def _write(path: Path, content: Any) -> None:
+    atomic_write(path, content, tmp=path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}"))
 
 
 class RoleWriter:
