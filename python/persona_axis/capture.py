@@ -37,7 +37,7 @@ from .capture_device import AGGREGATIONS, ActivationCapturer, RoleResult
 from .capture_format import (
     DTYPES,
     FORMAT,
-    RoleWriter,
+    CaptureWriter,
     clean_stale_temps,
     metadata_path,
     role_is_complete,
@@ -110,7 +110,6 @@ def build_metadata(prep: PreparedRole, result: RoleResult, settings: CaptureSett
     return meta
 
 
-
 def run_capture(model: torch.nn.Module, tokenizer: Any, transcript_dir: str | os.PathLike, output_dir: str | os.PathLike,
                 settings: CaptureSettings, run: RunInfo, *, roles: Sequence[str] | None = None,
                 verifier: PromptVerifier | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
@@ -147,7 +146,7 @@ def run_capture(model: torch.nn.Module, tokenizer: Any, transcript_dir: str | os
         from tqdm import tqdm
 
         bar = tqdm(total=0, unit="tok", unit_scale=True, desc="capture", dynamic_ncols=True, file=sys.stderr)
-    writer = RoleWriter(out_dir, settings.storage_dtype)
+    writer = CaptureWriter(out_dir, settings.storage_dtype)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-prepare")
     t_start = time.perf_counter()
     try:

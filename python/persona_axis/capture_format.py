@@ -63,7 +63,7 @@ def _write(path: Path, content: Any) -> None:
     atomic_write(path, content, tmp=path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}"))
 
 
-class RoleWriter:
+class CaptureWriter:
     """A writer thread with a bounded queue (at most ``depth`` finished roles wait in host memory)."""
 
     def __init__(self, out_dir: Path, storage_dtype: str, depth: int = 1):
@@ -99,7 +99,6 @@ class RoleWriter:
         self._check()
 
 
-
 def role_is_complete(out_dir: Path, role: str, identity: dict) -> bool:
     mp, ap = metadata_path(out_dir, role), activations_path(out_dir, role)
     if not (mp.exists() and ap.exists()):
@@ -117,7 +116,6 @@ def clean_stale_temps(out_dir: Path) -> None:
             p.unlink()
         except OSError:
             pass
-
 
 
 # --- reading (the analysis) ----------------------------------------------------------------------
