@@ -67,7 +67,7 @@ program
   .option("--wait", "if another repro holds this project, wait for it instead of refusing")
   .option("--no-run-cache", "run stale stages even when an earlier run with the same identity is in the run-cache")
   .option("--pull", "first pull missing outs (and run-cache entries) from the remote")
-  .option("-r, --remote <dir>", "remote for --pull (default: PIPELINE_REMOTE or pipeline.config.yaml)")
+  .option("-r, --remote <url>", "remote for --pull (default: PIPELINE_REMOTE or pipeline.config.yaml)")
   .action((targets: string[], opts) =>
     main(async () => (await import("./engine/commands/repro.ts")).repro(context(), targets, opts)),
   );
@@ -97,7 +97,7 @@ for (const [name, desc] of [
     .command(name)
     .description(desc)
     .argument("[targets...]", "stage names (default: all stages)")
-    .option("-r, --remote <dir>", "remote directory (default: PIPELINE_REMOTE or `remote:` of pipeline.config.yaml)")
+    .option("-r, --remote <url>", "remote: a directory or s3://bucket/prefix (default: PIPELINE_REMOTE or `remote:` of pipeline.config.yaml)")
     .option("-j, --jobs <n>", "files transferred at the same time (default 8)", jobsOpt);
   if (name === "push") c.option("--run-cache", "also every run-cache entry and its outs (not only the runs the lock records)");
   c.action((targets: string[], opts) => main(async () => (await import("./engine/commands/transfer.ts")).transfer(name, context(), targets, opts)));

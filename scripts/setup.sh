@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One-shot, idempotent set-up of everything the project needs on a fresh machine.
 #   bash scripts/setup.sh          Node deps (npm ci) + Python venv (.venv, locked by python/requirements.lock)
-#   bash scripts/setup.sh --test   also what the tests need: Debian chromium (report rendering test) and a
-#                                  single-node SLURM cluster (slurm tests), started if not running.
+#   bash scripts/setup.sh --test   also what the tests need: Debian chromium (report rendering test), a
+#                                  single-node SLURM cluster (slurm tests), started if not running, and
+#                                  .venv-s3server (moto_server, the S3 server of the S3 remote tests).
 # Fast when repeated: each step is skipped while its lock file's hash is unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,6 +39,15 @@ fi
 
 # --- Test-only system packages ----------------------------------------------------------------
 if (( want_test )); then
+  # an S3-compatible server (moto_server) for the S3 remote tests, apart from the project's .venv
+  s3_stamp=.venv-s3server/.setup-stamp
+  if [[ ! -f $s3_stamp || "$(cat $s3_stamp)" != "$(sha python/requirements-s3server.lock)" ]]; then
+    command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv==0.13.9
+    say "creating .venv-s3server from python/requirements-s3server.lock (moto_server, S3 remote tests)"
+    [[ -x .venv-s3server/bin/python ]] || uv venv --quiet .venv-s3server --python "$(command -v python3.11 || command -v python3)"
+    uv pip sync --quiet --python .venv-s3server/bin/python --require-hashes python/requirements-s3server.lock
+    sha python/requirements-s3server.lock > $s3_stamp
+  fi
   if ! command -v chromium >/dev/null 2>&1; then
     say "installing Debian chromium (headless report test)"
     (apt-get update -qq || true) >/dev/null

@@ -5,7 +5,8 @@ import { runPython, stageMain, usage } from "./lib/python.ts";
 
 await stageMain(async () => {
   const [finalDir, outDir] = usage(2, "generate.ts <final-model-dir> <transcripts-dir>");
-  const p = loadStudyParams();
+  // the worker count splits the same static batches: byte-identical transcripts, so not in the identity
+  const p = loadStudyParams({ untracked: ["generation.gpus"] });
   const g = p.generation;
   const args = [
     ...modelArgs(p, "final", finalDir),
@@ -15,6 +16,9 @@ await stageMain(async () => {
     "--max-tokens", g.max_tokens, "--seed", g.seed, "--backend", g.backend === "auto" ? "auto" : g.backend,
     "--model-display-name", p.model_display_name,
     "--tensor-parallel-size", g.tensor_parallel_size, "--batch-size", g.batch_size,
+    "--kv-cache-gb", g.kv_cache_gb, "--prefill-batch", g.prefill_batch,
+    // one worker per GPU the runner gave the stage (resources.gpus = generation.gpus, CUDA_VISIBLE_DEVICES)
+    "--gpus", g.gpus,
   ];
   if (g.question_count > 0) args.push("--question-count", g.question_count);
   if (p.roles.length) args.push("--roles", ...p.roles);

@@ -22,6 +22,6 @@ export async function cacheLine(ctx: ProjectContext): Promise<{ dir: string; lin
   const why = skipped.length ? ` (${skipped.map((x) => x.replace(/:.*$/, "")).join(", ")} not supported here)` : "";
   const text =
     `cache: ${shown}${s.dirSource === "default" ? "" : ` (from ${s.dirSource})`}; outs are linked by ${link ?? "nothing (cannot write to the cache)"}${link ? why : ""}` +
-    (s.remote ? `; remote: ${s.remote}${fs.existsSync(s.remote) ? "" : " (not reachable)"}` : "");
+    (s.remote ? `; remote: ${s.remote}${/^[a-z][a-z0-9+.-]*:\/\//i.test(s.remote) || fs.existsSync(s.remote) ? "" : " (not reachable)"}` : "");
   return { dir: s.dir, link, skipped, remote: s.remote ?? null, text };
 }

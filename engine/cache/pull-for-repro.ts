@@ -19,7 +19,7 @@ import { fetch, fetchRun as fetchRunEntry } from "./transfer.ts";
 
 export function pullForRepro(ctx: ProjectContext, hasher: Hasher, selected: string[], graph: Graph, remoteOpt: string | undefined, say: (m: string) => void) {
   const settings = cacheSettings(ctx);
-  const remote = openRemote(remoteOpt ?? settings.remote);
+  const remote = openRemote(remoteOpt ?? settings.remote, settings.s3);
   const store = new CacheStore(settings.dir, new Linker(settings.link));
   return {
     async pullOuts(): Promise<void> {

@@ -3,26 +3,22 @@
  * cache (store.ts: files/sha256/ab/..., runs/ab/....json).
  *
  * `Remote` is the interface a transport implements; `DirectoryRemote` is a directory (a cluster's
- * shared file system, NFS, a mounted disk). An S3-compatible remote would implement the same four
- * methods (multipart upload for resuming); it is not built (see docs/cache.md).
+ * shared file system, NFS, a mounted disk); `S3Remote` (s3-remote.ts) an S3-compatible bucket.
  *
  * Transfers are resumable and verified: an object is written to `<name>.partial` next to its final
  * place, appended to from where an interrupted transfer stopped, hashed as it streams (after
- * re-reading the bytes already there), and renamed to its final name only when the sha256 matches.
+ * re-reading the bytes already there), and renamed to its final name only when the sha256 matches
+ * (resumable.ts).
  */
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
-import crypto from "node:crypto";
-import { pipeline } from "node:stream/promises";
-import { Transform } from "node:stream";
 import { hashFile, hashSync } from "hasha";
 import { InputError } from "../errors.ts";
+import { CHUNK, killAfter, mismatch, resumeInto, type TransferInfo } from "./resumable.ts";
+import { S3Remote, type S3Options } from "./s3-remote.ts";
 
-export interface TransferInfo {
-  /** Bytes found already transferred by an earlier, interrupted attempt. */
-  resumedAt: number;
-}
+export type { TransferInfo } from "./resumable.ts";
 
 export interface Remote {
   readonly url: string;
@@ -36,40 +32,14 @@ export interface Remote {
   download(rel: string, dest: string, expect: string | null, onBytes: (n: number) => void): Promise<TransferInfo>;
 }
 
-export function openRemote(url: string | undefined): Remote {
+export function openRemote(url: string | undefined, s3: S3Options = {}): Remote {
   if (!url) {
-    throw new InputError("no remote: pass -r/--remote <dir>, set PIPELINE_REMOTE, or add `remote: <dir>` to pipeline.config.yaml");
+    throw new InputError("no remote: pass -r/--remote <dir or s3://bucket/prefix>, set PIPELINE_REMOTE, or add `remote: ...` to pipeline.config.yaml");
   }
-  if (/^s3:\/\//i.test(url)) throw new InputError(`remote ${url}: S3 remotes are not supported yet (only directories, e.g. a shared file system); see docs/cache.md`);
-  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !/^file:\/\//i.test(url)) throw new InputError(`remote ${url}: unsupported scheme; a remote is a directory path`);
+  if (/^s3:\/\//i.test(url)) return new S3Remote(url, s3);
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(url) && !/^file:\/\//i.test(url)) throw new InputError(`remote ${url}: unsupported scheme; a remote is a directory path or s3://bucket/prefix`);
   return new DirectoryRemote(url.replace(/^file:\/\//i, ""));
 }
-
-/** Test hook: SIGKILL this process once this many bytes were written by transfers (interrupted-push tests). */
-const killAfter = Number(process.env.PIPELINE_TRANSFER_KILL_AFTER_BYTES ?? "") || 0;
-let written = 0;
-
-function counting(onBytes: (n: number) => void, hash: crypto.Hash): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      onBytes(chunk.length);
-      if (killAfter) {
-        written += chunk.length;
-        if (written >= killAfter) {
-          // write what we have, then die as a crash would
-          cb(null, chunk.subarray(0, chunk.length - (written - killAfter)));
-          setImmediate(() => process.kill(process.pid, "SIGKILL"));
-          return;
-        }
-      }
-      cb(null, chunk);
-    },
-  });
-}
-
-/** Read/write size of transfers (fs streams default to 64 KiB: too many round trips for GB objects). */
-const CHUNK = 1 << 20;
 
 /** Small files on this thread (a worker round trip costs more), big ones in hasha's worker. */
 async function sha256OfFile(file: string, size: number): Promise<string> {
@@ -81,55 +51,21 @@ export async function resumableCopy(src: string, final: string, expect: string |
   const partial = `${final}.partial`;
   await fsp.mkdir(path.dirname(final), { recursive: true });
   const size = (await fsp.stat(src)).size;
-  for (let attempt = 0; attempt < 2; attempt++) {
-    const hash = crypto.createHash("sha256");
-    let have = 0;
-    try {
-      have = (await fsp.stat(partial)).size;
-    } catch {
-      have = 0;
-    }
-    if (have > size) {
-      await fsp.rm(partial, { force: true });
-      have = 0;
-    }
-    if (have > 0) {
-      // what an interrupted attempt left: hash it (it counts only if the whole matches at the end)
-      for await (const chunk of fs.createReadStream(partial, { end: have - 1, highWaterMark: CHUNK })) hash.update(chunk as Buffer);
-    }
-    if (have === 0 && !killAfter) {
-      // a fresh transfer: kernel copy (copy_file_range), then the written bytes are hashed, off the
-      // main thread for big files. A copy cut short leaves a prefix that the next attempt resumes
-      // through the streaming path below (which the kill-after-bytes test hook always takes).
-      await fsp.copyFile(src, partial);
-      const digest = expect === null ? null : await sha256OfFile(partial, size);
-      onBytes(size);
-      if (expect === null || digest === expect) {
-        await fsp.rename(partial, final);
-        return { resumedAt: 0 };
-      }
-      await fsp.rm(partial, { force: true });
-      throw new Error(`${src}: sha256 ${digest!.slice(0, 12)}... does not match ${expect.slice(0, 12)}... (changed or corrupt source)`);
-    }
-    const resumedAt = have;
-    if (have > 0) onBytes(have);
-    if (have < size) {
-      await pipeline(
-        fs.createReadStream(src, { start: have, highWaterMark: CHUNK }),
-        counting(onBytes, hash),
-        fs.createWriteStream(partial, { flags: have > 0 ? "a" : "w", highWaterMark: CHUNK }),
-      );
-    }
-    const digest = hash.digest("hex");
+  if (!fs.existsSync(partial) && !killAfter) {
+    // a fresh transfer: kernel copy (copy_file_range), then the written bytes are hashed, off the
+    // main thread for big files. A copy cut short leaves a prefix that the next attempt resumes
+    // through the streaming path (which the kill-after-bytes test hook always takes).
+    await fsp.copyFile(src, partial);
+    const digest = expect === null ? null : await sha256OfFile(partial, size);
+    onBytes(size);
     if (expect === null || digest === expect) {
       await fsp.rename(partial, final);
-      return { resumedAt };
+      return { resumedAt: 0 };
     }
     await fsp.rm(partial, { force: true });
-    if (resumedAt === 0) throw new Error(`${src}: sha256 ${digest.slice(0, 12)}... does not match ${expect.slice(0, 12)}... (changed or corrupt source)`);
-    // the resumed prefix was not what we thought: start over once
+    throw mismatch(src, digest!, expect, "changed or corrupt source");
   }
-  throw new Error(`${final}: verification failed twice`);
+  return resumeInto(src, final, size, expect, async (start) => fs.createReadStream(src, { start, highWaterMark: CHUNK }), onBytes);
 }
 
 export class DirectoryRemote implements Remote {

@@ -5,6 +5,8 @@
  *   cache dir:  PIPELINE_CACHE_DIR  > `cache.dir` of pipeline.config.yaml  > .pipeline/cache
  *   link types: PIPELINE_CACHE_LINK (e.g. "hardlink,copy") > `cache.link` > reflink,hardlink,copy
  *   remote:     --remote            > PIPELINE_REMOTE > `remote` of pipeline.config.yaml
+ *   s3 remote:  `s3:` of pipeline.config.yaml (endpoint_url, region, profile, path_style); else the
+ *               AWS variables (AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE, keys)
  * pipeline.config.yaml is optional and committed (shared settings of the project); relative paths
  * in it are relative to the project directory.
  */
@@ -14,6 +16,7 @@ import { z } from "zod";
 import type { ProjectContext } from "../context.ts";
 import { YamlFile, formatKeyPath } from "../config.ts";
 import { InputError } from "../errors.ts";
+import type { S3Options } from "./s3-remote.ts";
 
 export const LINK_TYPES = ["reflink", "hardlink", "copy"] as const;
 export type LinkType = (typeof LINK_TYPES)[number];
@@ -29,7 +32,15 @@ const configSchema = z.strictObject({
       link: linkList.optional(),
     })
     .optional(),
-  remote: z.string({ error: "expected a remote: a directory path (shared file system)" }).min(1).optional(),
+  remote: z.string({ error: "expected a remote: a directory path (shared file system) or s3://bucket/prefix" }).min(1).optional(),
+  s3: z
+    .strictObject({
+      endpoint_url: z.url({ protocol: /^https?$/, error: "expected an http(s) URL, e.g. http://minio.local:9000" }).optional(),
+      region: z.string().min(1).optional(),
+      profile: z.string().min(1).optional(),
+      path_style: z.boolean().optional(),
+    })
+    .optional(),
 });
 
 export interface CacheSettings {
@@ -39,6 +50,8 @@ export interface CacheSettings {
   link: LinkType[];
   /** Default remote (absolute path or URL), if configured. */
   remote?: string;
+  /** How to reach an s3:// remote (`s3:` of pipeline.config.yaml). */
+  s3: S3Options;
   /** Where each setting came from (for `status`). */
   dirSource: string;
 }
@@ -59,7 +72,7 @@ export function cacheSettings(ctx: ProjectContext, env: NodeJS.ProcessEnv = proc
     if (!r.success) {
       const iss = r.error.issues[0]!;
       const p = iss.path as (string | number)[];
-      throw new InputError(`${y.pos(p)}: ${formatKeyPath(p) || "(top level)"}: ${iss.message} (keys: cache.dir, cache.link, remote)`);
+      throw new InputError(`${y.pos(p)}: ${formatKeyPath(p) || "(top level)"}: ${iss.message} (keys: cache.dir, cache.link, remote, s3.endpoint_url, s3.region, s3.profile, s3.path_style)`);
     }
     cfg = r.data;
   }
@@ -75,5 +88,6 @@ export function cacheSettings(ctx: ProjectContext, env: NodeJS.ProcessEnv = proc
   }
   const link = env.PIPELINE_CACHE_LINK ? parseLinkEnv(env.PIPELINE_CACHE_LINK) : (cfg.cache?.link ?? [...LINK_TYPES]);
   const remote = env.PIPELINE_REMOTE || (cfg.remote ? abs(cfg.remote) : undefined);
-  return { dir, link, remote: remote ? abs(remote) : undefined, dirSource };
+  const s3: S3Options = { endpointUrl: cfg.s3?.endpoint_url, region: cfg.s3?.region, profile: cfg.s3?.profile, pathStyle: cfg.s3?.path_style };
+  return { dir, link, remote: remote ? abs(remote) : undefined, s3, dirSource };
 }

@@ -7,6 +7,7 @@
 import fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
+import { PipelineError } from "../errors.ts";
 import type { Graph } from "../graph.ts";
 import type { Hasher } from "../hashing.ts";
 import type { LockFile, Stage } from "../types.ts";
@@ -48,6 +49,11 @@ async function fileSize(f: string): Promise<number> {
   return (await fsp.stat(f)).size;
 }
 
+/** A failed upload/download as an error of the transfer (exit 1), not of the tool; bad input stays bad input. */
+function transferFailed(verb: string, e: unknown): Error {
+  return e instanceof PipelineError ? e : new PipelineError(`${verb}: ${(e as Error).message}`, 1);
+}
+
 export interface TransferOptions {
   jobs: number;
   label: string;
@@ -86,7 +92,9 @@ export async function push(store: CacheStore, hasher: Hasher, root: string, remo
     const prog = new Progress(o.label, todo.length, todo.reduce((a, x) => a + x.size, 0));
     await mapLimit(todo, o.jobs, async (x) => {
       const src = store.objectPath(x.hash, x.isdir);
-      const info = await remote.upload(src, rel(x), x.hash, (n) => prog.addBytes(n));
+      const info = await remote.upload(src, rel(x), x.hash, (n) => prog.addBytes(n)).catch((e: unknown) => {
+        throw transferFailed("push", e);
+      });
       if (info.resumedAt > 0) sum.resumed++;
       sum.transferred++;
       sum.bytes += await fileSize(src);
@@ -180,7 +188,13 @@ export async function fetch(store: CacheStore, remote: Remote, outs: OutRef[], o
         sum.incomplete.push({ path: ph.path, why: "not on the remote (push it from where it was made)" });
         continue;
       }
-      await download(d, () => {});
+      try {
+        await download(d, () => {});
+      } catch (e) {
+        if (e instanceof PipelineError) throw e;
+        sum.incomplete.push({ path: ph.path, why: (e as Error).message });
+        continue;
+      }
     } else sum.present++;
     for (const v of Object.values((await store.readManifest(ph.hash))!)) {
       wanted.set(v.hash, { hash: v.hash, isdir: false, size: v.size });
@@ -198,10 +212,18 @@ export async function fetch(store: CacheStore, remote: Remote, outs: OutRef[], o
   for (const p of lacking) sum.incomplete.push({ path: p, why: "some of its objects are not on the remote (push it from where it was made)" });
   const todo = need.filter((x) => there.has(rel(x)));
   const prog = new Progress(o.label, todo.length, todo.reduce((a, x) => a + x.size, 0));
+  const failed = new Map<string, string>();
   await mapLimit(todo, o.jobs, async (x) => {
-    await download(x, (n) => prog.addBytes(n));
+    try {
+      await download(x, (n) => prog.addBytes(n));
+    } catch (e) {
+      if (e instanceof PipelineError) throw e; // the remote as a whole: unreachable, access denied
+      // this object only (e.g. corrupt on the remote: its hash does not match): the others go on
+      for (const p of dirOf.get(x.hash) ?? []) if (!failed.has(p)) failed.set(p, (e as Error).message);
+    }
     prog.fileDone();
   });
+  for (const [p, why] of failed) sum.incomplete.push({ path: p, why });
   prog.end();
   return sum;
 }

@@ -32,7 +32,7 @@ export async function transfer(cmd: "push" | "fetch" | "pull", ctx: ProjectConte
   const jobs = opts.jobs ?? 8;
   if (!Number.isInteger(jobs) || jobs < 1) throw new InputError(`-j/--jobs must be a whole number >= 1 (got ${opts.jobs})`);
   const sel = await loadSelection(ctx, targets);
-  const remote = openRemote(opts.remote ?? sel.settings.remote);
+  const remote = openRemote(opts.remote ?? sel.settings.remote, sel.settings.s3);
   const say = (m: string) => process.stdout.write(m + "\n");
   const hasher = new Hasher(ctx);
   const { outs, uncached } = lockedOuts(sel.graph, sel.selected, sel.lock);

@@ -5,11 +5,13 @@ Output: ``<out>/<role>.jsonl`` (one line per response, see ``transcripts``) and 
 
 Reproducibility and resume:
 - Each request's seed comes from ``--seed`` and the request's identity (``seeds.request_seed``).
-- hf backend: a role's requests, in their fixed order, are cut into fixed batches of
-  ``--batch-size``; a batch always holds the same requests whatever is already done, so a resumed
-  run computes every response in exactly the same batch as an uninterrupted one (a partly written
-  batch is recomputed whole and only its missing lines are written). Rows sample with their own
-  generators, so the text is identical on the same hardware, software, dtype and batch size.
+- hf backend: all requests of the run (roles in name order, each role's requests by prompt length)
+  form one queue, cut into fixed groups (``--prefill-batch`` requests for OLMo-2's continuous
+  batching, ``--batch-size`` for the plain loop of other models). A group always holds the same
+  requests whatever is already done (a partly done group is prefilled whole, only its missing rows
+  decoded), and a row's result does not depend on its neighbours (see ``slot_engine``), so a resumed
+  run, or N workers (``--gpus``, groups dealt round-robin), write exactly the lines of one
+  uninterrupted run with the same batch settings, hardware, software and dtype.
 - vLLM backend: all missing requests of all roles go to one ``LLM`` in chunks of ``--chunk-size``
   (vLLM schedules them); each chunk's lines are appended when it returns.
 - Lines are appended and flushed per batch/chunk, so a kill loses only the responses in flight. A
@@ -22,6 +24,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,6 +40,7 @@ from .generation_backends import (
 from .model_loading import ModelNotCachedError
 from .prompts import prompt_token_ids, render_prompt
 from .roles import Request, RoleDataError
+from .generation_workers import WorkerFailed
 from .seeds import request_seed
 from .transcripts import RecordAppender, dumps_record, read_records, record_key, write_records_sorted
 
@@ -45,6 +49,9 @@ FORMAT = "persona-axis-transcripts/1"
 DEFAULT_MODEL = "allenai/OLMo-2-1124-7B-Instruct"
 # Settings that change the text of a response: a resumed run must match them.
 TEXT_SETTINGS = ("model", "checkpoint", "backend", "sampling", "seed", "dtype", "model_display_name", "questions")
+
+# Settings that change float rounding only (hf backend): a change is warned about, not refused.
+BATCH_SETTINGS = ("batch_size", "kv_cache_gb", "prefill_batch")
 
 
 class RunConfigError(ValueError):
@@ -87,13 +94,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="hf backend device")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="auto: bfloat16 on GPU, float32 on CPU")
-    p.add_argument("--batch-size", type=int, default=16, help="hf backend: requests per batch (part of reproducibility)")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="hf backend: rows decoded together (the static cache's slots; at most this many when "
+                        "--kv-cache-gb caps them). Part of reproducibility")
+    p.add_argument("--kv-cache-gb", type=float, default=0.0,
+                   help="hf backend: GiB for the static KV cache; slots = what fits, at most --batch-size (0: no cap)")
+    p.add_argument("--prefill-batch", type=int, default=16,
+                   help="hf backend (OLMo-2): requests per prefill group (part of reproducibility)")
+    p.add_argument("--gpus", type=int, default=1,
+                   help="data-parallel workers, one per GPU (hf backend); 0 or 1: one process")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "i/N": one of --gpus workers
     p.add_argument("--tensor-parallel-size", type=int, default=1, help="vLLM: GPUs per model")
     p.add_argument("--chunk-size", type=int, default=4096,
                    help="vLLM: prompts per generate() call; lines are written after each chunk")
     p.add_argument("--max-model-len", type=int, default=None, help="vLLM: max_model_len")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     a = p.parse_args(argv)
+    a.argv = list(sys.argv[1:] if argv is None else argv)  # workers of --gpus get the same arguments
     if a.roles is not None:
         a.roles = [r for item in a.roles for r in item.split(",") if r.strip()] or None
     if a.model_display_name is None:
@@ -102,11 +119,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--run-name is required (or give a fixed --output-dir)")
     if a.resume and not a.output_dir and not a.timestamp:
         p.error("--resume needs --timestamp (the run directory's suffix) to find the run to continue")
-    for name in ("num_rollouts", "max_tokens", "batch_size", "tensor_parallel_size", "chunk_size"):
+    for name in ("num_rollouts", "max_tokens", "batch_size", "tensor_parallel_size", "chunk_size", "prefill_batch"):
         if getattr(a, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if a.question_count is not None and a.question_count < 1:
         p.error("--question-count must be >= 1")
+    if a.kv_cache_gb < 0 or a.gpus < 0:
+        p.error("--kv-cache-gb and --gpus must be >= 0")
     if a.temperature < 0 or not (0 < a.top_p <= 1):
         p.error("--temperature must be >= 0 and --top-p in (0, 1]")
     return a
@@ -162,6 +181,8 @@ def run_settings(a: argparse.Namespace, backend: str, dtype: str, role_names: li
     }
     if backend == "hf":
         s["batch_size"] = a.batch_size
+        s["kv_cache_gb"] = a.kv_cache_gb
+        s["prefill_batch"] = a.prefill_batch
     else:
         s["tensor_parallel_size"] = a.tensor_parallel_size
     return s
@@ -178,9 +199,10 @@ def check_previous_run(out_dir: Path, settings: dict, overwrite: bool) -> None:
         prev = {}
     diff = [k for k in TEXT_SETTINGS if prev.get(k) != settings.get(k)]
     if not diff:
-        if prev.get("batch_size") != settings.get("batch_size") and settings.get("batch_size"):
-            print(f"warning: {f} was made with --batch-size {prev.get('batch_size')}, now {settings['batch_size']}: "
-                  "new responses may differ in float rounding from an uninterrupted run", file=sys.stderr)
+        for k in BATCH_SETTINGS:
+            if prev.get(k) != settings.get(k) and k in settings:
+                print(f"warning: {f} was made with {k} {prev.get(k)}, now {settings[k]}: new responses may differ "
+                      "in float rounding from an uninterrupted run", file=sys.stderr)
         return
     if not overwrite:
         detail = "; ".join(f"{k}: {prev.get(k)!r} -> {settings.get(k)!r}" for k in diff)
@@ -233,8 +255,11 @@ def finalize_role_file(path: Path, records: dict[tuple, dict]) -> None:
 class RoleWriter:
     """Per role: its file, what is done, and how many requests it has in all."""
 
-    def __init__(self, out_dir: Path, role: str, requests: list[Request]):
+    def __init__(self, out_dir: Path, role: str, requests: list[Request], append_dir: Path | None = None):
         self.path = out_dir / f"{role}.jsonl"
+        # A worker of several (--gpus) appends to its own part file; the parent merges the parts.
+        self.append_path = (append_dir / f"{role}.jsonl") if append_dir else self.path
+        self.is_part = append_dir is not None
         self.requests = requests
         self.by_key = {r.key: r for r in requests}
         self.done = existing_records(self.path, self.by_key)
@@ -249,13 +274,13 @@ class RoleWriter:
         if not recs:
             return
         if self.appender is None:
-            self.appender = RecordAppender(self.path)
+            self.appender = RecordAppender(self.append_path)
         self.appender.write(recs)
         for r in recs:
             self.done[record_key(r)] = r
 
     def maybe_finalize(self) -> None:
-        if self.finalized or any(k not in self.done for k in self.by_key):
+        if self.is_part or self.finalized or any(k not in self.done for k in self.by_key):
             return
         if self.appender is not None:
             self.appender.close()
@@ -303,6 +328,8 @@ def plan(a: argparse.Namespace) -> tuple[dict[str, list[Request]], list[str]]:
 
 def run_generation(a: argparse.Namespace, *, backend_obj: Any = None) -> Path:
     """Everything after argument parsing; ``backend_obj`` may be injected (tests of the vLLM path)."""
+    from . import generation_workers as gw
+
     by_role, role_names = plan(a)
     backend = backend_obj.name if backend_obj is not None else choose_backend(a.backend)
     device = "cuda" if backend == "vllm" else resolve_device(a.device)
@@ -310,69 +337,119 @@ def run_generation(a: argparse.Namespace, *, backend_obj: Any = None) -> Path:
     out_dir = resolve_output_dir(a)
     counts = {n: len(by_role[n]) for n in role_names}
     settings = run_settings(a, backend, dtype, role_names, counts)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    check_previous_run(out_dir, settings, a.overwrite)
-    for stale in [*out_dir.glob("*.jsonl.tmp"), out_dir / (RUN_FILE + ".tmp")]:
-        stale.unlink(missing_ok=True)  # left by a kill during an atomic rewrite
-    writers = {n: RoleWriter(out_dir, n, by_role[n]) for n in role_names}
-    tmp = out_dir / (RUN_FILE + ".tmp")
-    tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, out_dir / RUN_FILE)
+    worker = gw.parse_worker(a.worker)
+    parallel = backend == "hf" and a.gpus > 1 and worker is None
+    if worker is None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        check_previous_run(out_dir, settings, a.overwrite)
+        for stale in [*out_dir.glob("*.jsonl.tmp"), out_dir / (RUN_FILE + ".tmp")]:
+            stale.unlink(missing_ok=True)  # left by a kill during an atomic rewrite
+        gw.merge_parts(out_dir, by_role)  # lines of workers of an interrupted --gpus run
+        tmp = out_dir / (RUN_FILE + ".tmp")
+        tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, out_dir / RUN_FILE)
+    part_dir = gw.part_dir(out_dir, worker[0]) if worker else None
+    writers = {n: RoleWriter(out_dir, n, by_role[n], part_dir) for n in role_names}
 
     missing = {n: w.missing() for n, w in writers.items()}
     n_missing = sum(len(v) for v in missing.values())
-    print(f"transcripts -> {out_dir} ({settings['total']} requests, {n_missing} to generate, backend {backend})",
-          file=sys.stderr, flush=True)
+    if worker is None:
+        print(f"transcripts -> {out_dir} ({settings['total']} requests, {n_missing} to generate, backend {backend}"
+              f"{f', {a.gpus} workers' if parallel and n_missing else ''})", file=sys.stderr, flush=True)
     for w in writers.values():
         w.maybe_finalize()
     if n_missing == 0:
+        return out_dir
+    from .progress import GenerationProgress
+
+    if parallel:
+        progress = GenerationProgress({n: len(v) for n, v in missing.items()}, disable=True if a.no_progress else None)
+        try:
+            gw.run_workers(a, out_dir, progress)  # raises WorkerFailed after merging what they wrote
+        finally:
+            progress.close()
+        writers = {n: RoleWriter(out_dir, n, by_role[n]) for n in role_names}
+        left = sum(len(w.missing()) for w in writers.values())
+        if left:
+            raise gw.WorkerFailed(f"workers ended with {left} responses missing; run again to resume")
+        for w in writers.values():
+            w.maybe_finalize()
+        print(f"done: {settings['total']} responses in {out_dir}", file=sys.stderr, flush=True)
         return out_dir
 
     if backend_obj is None:
         backend_obj = make_backend(a, backend)
     tok = backend_obj.tokenizer
     params = SamplingSettings(a.temperature, a.top_p, a.max_tokens)
-    from .progress import GenerationProgress
+    progress = GenerationProgress({n: len(v) for n, v in missing.items()},
+                                  disable=True if (a.no_progress or worker) else None, quiet=bool(worker))
 
-    progress = GenerationProgress({n: len(v) for n, v in missing.items()}, disable=True if a.no_progress else None)
+    def write(role: str, recs: list[dict]) -> None:
+        writers[role].write(recs)
+        progress.update(role, len(recs), sum(x["num_tokens"] for x in recs))
+        writers[role].maybe_finalize()
 
-    def run_batch(batch: list[Request], wanted: set[tuple]) -> None:
-        seeds = [request_seed(a.seed, r.role, r.system_prompt_idx, r.question_idx, r.rollout_idx) for r in batch]
-        ids = [prompt_token_ids(tok, render_prompt(tok, r.system_prompt, r.question)) for r in batch]
-        gens = backend_obj.generate(ids, seeds, params)
-        per_role: dict[str, list[dict]] = {}
-        for r, g, s in zip(batch, gens, seeds):
-            if (r.role, r.key) in wanted:
-                per_role.setdefault(r.role, []).append(request_record(r, g, s, a.model_name, a.checkpoint))
-        for role, recs in per_role.items():
-            writers[role].write(recs)
-            progress.update(role, len(recs), sum(x["num_tokens"] for x in recs))
-            writers[role].maybe_finalize()
+    def seed_of(r: Request) -> int:
+        return request_seed(a.seed, r.role, r.system_prompt_idx, r.question_idx, r.rollout_idx)
 
     try:
         if backend == "hf":
-            # Fixed batches over each role's full request list: a batch's composition never depends on
-            # what is already done, so resumed responses equal uninterrupted ones.
-            for name in role_names:
-                reqs = by_role[name]
-                for i in range(0, len(reqs), a.batch_size):
-                    batch = reqs[i:i + a.batch_size]
-                    wanted = {(r.role, r.key) for r in batch if r.key not in writers[name].done}
-                    if wanted:
-                        run_batch(batch, wanted)
+            groups = hf_groups(a, backend_obj, by_role, role_names, writers, seed_of)
+            if worker:
+                groups = [g for gi, g in enumerate(groups) if gi % worker[1] == worker[0]]
+            reqs = {(r.role, r.key): r for n in role_names for r in by_role[n]}
+            pending: dict[str, list[dict]] = {}
+            last = time.monotonic()
+            for key, gen in backend_obj.generate_groups(groups, params, batch_size=a.batch_size,
+                                                        kv_cache_gb=a.kv_cache_gb):
+                r = reqs[key]
+                pending.setdefault(r.role, []).append(request_record(r, gen, seed_of(r), a.model_name, a.checkpoint))
+                n_pending = sum(len(v) for v in pending.values())
+                # Lines reach the disk once a second, or once a batch's worth is done.
+                if time.monotonic() - last >= 1.0 or n_pending >= a.batch_size:
+                    for role, recs in pending.items():
+                        write(role, recs)
+                    pending, last = {}, time.monotonic()
+            for role, recs in pending.items():
+                write(role, recs)
         else:
             flat = [r for n in role_names for r in missing[n]]
             for i in range(0, len(flat), a.chunk_size):
                 chunk = flat[i:i + a.chunk_size]
-                run_batch(chunk, {(r.role, r.key) for r in chunk})
+                seeds = [seed_of(r) for r in chunk]
+                ids = [prompt_token_ids(tok, render_prompt(tok, r.system_prompt, r.question)) for r in chunk]
+                gens = backend_obj.generate(ids, seeds, params)
+                per_role: dict[str, list[dict]] = {}
+                for r, g, s in zip(chunk, gens, seeds):
+                    per_role.setdefault(r.role, []).append(request_record(r, g, s, a.model_name, a.checkpoint))
+                for role, recs in per_role.items():
+                    write(role, recs)
     finally:
         progress.close()
         for w in writers.values():
             w.close()
     for w in writers.values():
         w.maybe_finalize()
-    print(f"done: {settings['total']} responses in {out_dir}", file=sys.stderr, flush=True)
+    if worker is None:
+        print(f"done: {settings['total']} responses in {out_dir}", file=sys.stderr, flush=True)
     return out_dir
+
+
+def hf_groups(a, backend_obj, by_role, role_names, writers, seed_of) -> list[list]:
+    """The run's static groups: every request (done or not) in a fixed queue - roles in name order,
+    each role's requests by prompt length (less padding) - cut into groups of the backend's size."""
+    from .slot_engine import Item
+
+    tok = backend_obj.tokenizer
+    items = []
+    for name in role_names:
+        reqs = by_role[name]
+        ids = [prompt_token_ids(tok, render_prompt(tok, r.system_prompt, r.question)) for r in reqs]
+        for i in sorted(range(len(reqs)), key=lambda i: (len(ids[i]), i)):
+            r = reqs[i]
+            items.append(Item((r.role, r.key), ids[i], seed_of(r), wanted=r.key not in writers[name].done))
+    size = backend_obj.group_size(a.batch_size, a.prefill_batch)
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -382,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     except (RoleDataError, RunConfigError, ModelNotCachedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except WorkerFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -1,11 +1,13 @@
 """Generation backends: transformers (``hf``) and vLLM. Both take a list of prompts (token ids) with
 one seed each and return one ``Generation`` per prompt; ``generate.py`` decides batching and writing.
 
-hf: a batched sampling loop of our own (left padding, KV cache, temperature + top-p), where each row
-draws its random numbers from its own ``torch.Generator`` seeded with the request's seed. A row's
-sample therefore depends only on its own seed and its logits; the logits of a row in a left-padded
-batch can differ from an unbatched run by float rounding, so ``generate.py`` keeps batch composition
-fixed (see there). Identical results need the same hardware, software, dtype and batch size.
+hf: for OLMo-2, continuous batching over a static KV cache (``slot_engine``: fixed-shape decode step,
+a CUDA graph on GPU); for other architectures a batched loop of our own (left padding, dynamic KV
+cache). Either way each row draws its random numbers from its own ``torch.Generator`` seeded with the
+request's seed, and ``generate_groups`` takes the run's requests cut into fixed groups (a static
+partition of the whole queue), so a response depends only on its prompt, seed, group and the fixed
+batch shapes - not on what else is done or in flight. Identical results need the same hardware,
+software, dtype and batch settings.
 
 vLLM: one ``vllm.LLM`` for the whole run, prompts passed as token ids (the chat template already
 holds BOS, so vLLM must not tokenize again), one ``SamplingParams(seed=...)`` per request.
@@ -64,23 +66,11 @@ from .model_loading import hub_revision, is_local_model, load_causal_lm, load_to
 
 def sample_next_tokens(logits, u, temperature: float, top_p: float):
     """One token per row: greedy at temperature 0, else temperature + nucleus (top-p) sampling by
-    inverse CDF with the row's uniform draw ``u[i]`` (from that row's own generator)."""
-    import torch
+    inverse CDF with the row's uniform draw ``u[i]`` (from that row's own generator); exact, with
+    a top-K prefilter instead of a full sort where the nucleus lies inside the top K (see sampling)."""
+    from .sampling import sample_exact
 
-    if temperature <= 0:
-        return logits.argmax(dim=-1)
-    probs = torch.softmax(logits.float() / temperature, dim=-1)
-    sorted_probs, sorted_idx = torch.sort(probs, dim=-1, descending=True)
-    if top_p < 1.0:
-        # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
-        keep = (sorted_probs.cumsum(dim=-1) - sorted_probs) < top_p
-        sorted_probs = sorted_probs * keep
-    cum = sorted_probs.cumsum(dim=-1)
-    target = (u.to(cum.device, torch.float64) * cum[:, -1].double()).unsqueeze(-1).to(cum.dtype)
-    pos = torch.searchsorted(cum, target, right=True)
-    # Never step onto a zero-probability position (rounding at the very end of the CDF).
-    pos = torch.minimum(pos, (sorted_probs > 0).sum(dim=-1, keepdim=True) - 1)
-    return sorted_idx.gather(-1, pos).squeeze(-1)
+    return sample_exact(logits, u, temperature, top_p)
 
 
 class HFBackend:
@@ -109,7 +99,53 @@ class HFBackend:
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else min(eos))
 
+    def decode(self, tokens: list[int], finish_reason: str) -> Generation:
+        body = tokens[:-1] if finish_reason == "stop" else tokens
+        text = self.tokenizer.decode(body, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        return Generation(text, finish_reason, len(tokens))
+
+    def group_size(self, batch_size: int, prefill_batch: int) -> int:
+        """Requests per static group: a prefill group (fast path) or a whole fixed batch (plain loop)."""
+        from . import slot_engine
+
+        return min(prefill_batch, batch_size) if slot_engine.supports(self.model) else batch_size
+
+    def plan_slots(self, groups, params: SamplingSettings, *, batch_size: int, kv_cache_gb: float) -> tuple[int, int]:
+        """(slots, cache_len) of the static cache: cache_len from the longest prompt of the whole run
+        (so a resumed run gets the same), slots = batch_size, or fewer when kv_cache_gb caps them."""
+        from .slot_engine import slots_for_budget
+
+        longest = max((len(it.prompt) for g in groups for it in g), default=1)
+        cache_len = -(-(longest + params.max_tokens) // 16) * 16
+        slots = batch_size
+        if kv_cache_gb > 0:
+            slots = slots_for_budget(kv_cache_gb, cache_len, self.model.config, self.model.dtype, batch_size)
+        # A prefill group is admitted whole: at least one group's worth of slots.
+        return max(slots, max((len(g) for g in groups), default=1)), cache_len
+
+    def generate_groups(self, groups, params: SamplingSettings, *, batch_size: int, kv_cache_gb: float = 0.0,
+                        cuda_graph: bool | None = None):
+        """Yield ``(key, Generation)`` for every wanted item of ``groups`` (lists of ``slot_engine.Item``,
+        the static prefill groups), as they finish. See the module docstring for what stays fixed."""
+        from . import slot_engine
+
+        if not slot_engine.supports(self.model):
+            for g in groups:  # other architectures: each group is one fixed batch of the plain loop
+                if any(it.wanted for it in g):
+                    gens = self.generate([it.prompt for it in g], [it.seed for it in g], params)
+                    yield from ((it.key, gen) for it, gen in zip(g, gens) if it.wanted)
+            return
+        groups = [g for g in groups]
+        slots, cache_len = self.plan_slots(groups, params, batch_size=batch_size, kv_cache_gb=kv_cache_gb)
+        engine = slot_engine.SlotEngine(self.model, slots=slots, cache_len=cache_len, max_tokens=params.max_tokens,
+                                        temperature=params.temperature, top_p=params.top_p, eos_ids=self.eos_ids,
+                                        pad_id=self.pad_id, use_cuda_graph=cuda_graph)
+        self.engine = engine
+        for fin in engine.run(groups):
+            yield fin.key, self.decode(fin.tokens, fin.finish_reason)
+
     def generate(self, prompt_ids: list[list[int]], seeds: list[int], params: SamplingSettings) -> list[Generation]:
+        """The plain loop (one fixed batch, left padding, dynamic cache): any architecture."""
         import torch
 
         B = len(prompt_ids)
@@ -150,14 +186,7 @@ class HFBackend:
                 out = self.model(input_ids=nxt[:, None], attention_mask=attn, position_ids=position_ids,
                                  past_key_values=out.past_key_values, use_cache=True, logits_to_keep=1)
         tokens_l, lengths_l, finished_l = tokens.tolist(), lengths.tolist(), finished.tolist()
-        results = []
-        for i in range(B):
-            toks = tokens_l[i][: lengths_l[i]]
-            reason = "stop" if finished_l[i] else "length"
-            body = toks[:-1] if reason == "stop" else toks
-            text = self.tokenizer.decode(body, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-            results.append(Generation(text, reason, len(toks)))
-        return results
+        return [self.decode(tokens_l[i][: lengths_l[i]], "stop" if finished_l[i] else "length") for i in range(B)]
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Progress bars on stderr: one overall bar and one bar per role in progress, both with tokens/s."""
+"""Progress bars on stderr: one overall bar (responses, ETA) and one bar per role in progress, both
+with tokens/s; without a terminal, a plain line every 30 s with tokens/s and the stage's ETA."""
 from __future__ import annotations
 
 import sys
@@ -14,11 +15,13 @@ class GenerationProgress:
     the role is complete, so at most the roles in flight have a bar.
     """
 
-    def __init__(self, remaining_by_role: dict[str, int], *, disable: bool | None = None, log_every_s: float = 30.0):
+    def __init__(self, remaining_by_role: dict[str, int], *, disable: bool | None = None, log_every_s: float = 30.0,
+                 quiet: bool = False):
         self.remaining = {r: n for r, n in remaining_by_role.items() if n > 0}
         total = sum(self.remaining.values())
         # Not a terminal (a pipeline log): no bars, a plain line every ``log_every_s`` and per finished role.
         self.disable = (not sys.stderr.isatty()) if disable is None else disable
+        self.quiet = quiet  # no output at all (a worker of several: the parent reports)
         self.total = total
         self.done = 0
         self.log_every_s = log_every_s
@@ -45,6 +48,12 @@ class GenerationProgress:
         dt = time.monotonic() - self.t0
         return self.tokens / dt if dt > 0 else 0.0
 
+    def eta_seconds(self) -> float | None:
+        dt = time.monotonic() - self.t0
+        if self.done <= 0 or dt <= 0:
+            return None
+        return (self.total - self.done) * dt / self.done
+
     def update(self, role: str, n_responses: int, n_tokens: int) -> None:
         bar = self._bar(role)
         self.tokens += n_tokens
@@ -61,11 +70,13 @@ class GenerationProgress:
             bar.close()
             del self.role_bars[role]
         now = time.monotonic()
-        if self.disable and (finished or now - self.last_log >= self.log_every_s):
+        if self.disable and not self.quiet and (finished or now - self.last_log >= self.log_every_s):
             self.last_log = now
             what = f"role {role} done; " if finished else ""
-            print(f"progress: {what}{self.done}/{self.total} responses, {self.tokens_per_second():.0f} tok/s",
-                  file=sys.stderr, flush=True)
+            eta = self.eta_seconds()
+            eta_s = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta is not None and eta < 86400 * 30 else "?"
+            print(f"progress: {what}{self.done}/{self.total} responses, {self.tokens_per_second():.0f} tok/s, "
+                  f"ETA {eta_s}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         for bar in list(self.role_bars.values()):

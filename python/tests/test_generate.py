@@ -261,11 +261,14 @@ def test_sampler_inverse_cdf_with_top_p():
     import torch
 
     from persona_axis.generation_backends import sample_next_tokens
+    from persona_axis.sampling import sample_full
 
     logits = torch.log(torch.tensor([[0.1, 0.5, 0.3, 0.1]] * 4))
     u = torch.tensor([0.0, 0.55, 0.79, 0.999], dtype=torch.float64)
-    # temperature 1, no top-p: the CDF over tokens sorted by probability [1, 2, 0|3, 3|0].
-    got = sample_next_tokens(logits, u, 1.0, 1.0).tolist()
+    # temperature 1, no top-p: nothing is cut, so the CDF runs in vocabulary order [0.1, 0.6, 0.9, 1.0]
+    # (no sort); the full-sort reference walks the tokens by probability [1, 2, 0|3, 3|0].
+    assert sample_next_tokens(logits, u, 1.0, 1.0).tolist() == [0, 1, 2, 3]
+    got = sample_full(logits, u, 1.0, 1.0).tolist()
     assert got[:3] == [1, 2, 2] and got[3] in (0, 3)
     # top-p 0.75 keeps tokens 1 and 2 (0.5 + 0.3 reaches it): u scales over their mass only.
     assert sample_next_tokens(logits, u, 1.0, 0.75).tolist() == [1, 1, 2, 2]
@@ -278,3 +281,14 @@ def test_sampler_inverse_cdf_with_top_p():
     toks = sample_next_tokens(logits[:1].expand(20000, 4), us, 1.0, 1.0)
     freq = torch.bincount(toks, minlength=4).double() / 20000
     assert torch.allclose(freq, torch.tensor([0.1, 0.5, 0.3, 0.1], dtype=torch.float64), atol=0.02)
+
+
+def test_two_workers_write_the_same_files_as_one(reference, tiny_olmo2, role_data, tmp_path):
+    out = tmp_path / "w2"
+    cmd = [sys.executable, str(SCRIPT), *gen_args(tiny_olmo2, role_data, out, "--num-rollouts", "2", "--seed", "7",
+                                                  "--model-display-name", "TinyOLMo", "--gpus", "2")]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (out / ".parts").exists()
+    got, want = read_dir(out), read_dir(reference)
+    assert {k: v for k, v in got.items() if k != "run.json"} == {k: v for k, v in want.items() if k != "run.json"}

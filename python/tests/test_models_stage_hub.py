@@ -49,7 +49,7 @@ def run(proj: Path, env: dict, *args: str, timeout: int = 600) -> subprocess.Com
                           capture_output=True, text=True, timeout=timeout)
 
 
-def test_models_stage_pins_downloads_and_generate_runs_offline(project, tiny_models, tmp_path):  # noqa: F811 (fixture)
+def test_models_stage_pins_downloads_and_generate_runs_offline(project, tiny_models, tmp_path):
     hub = FakeHub()
     hub.url = hub.start()
     try:

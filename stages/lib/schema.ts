@@ -49,6 +49,8 @@ export const StudyParams = z
       seed: z.number().int(),
       tensor_parallel_size: z.number().int().positive(),
       batch_size: z.number().int().positive(),
+      kv_cache_gb: z.number().min(0),
+      prefill_batch: z.number().int().positive(),
       gpus: z.number().int().min(0),
     }),
     judge: z.object({
