@@ -12,6 +12,7 @@ import pytest
 from persona_axis import errors
 from persona_axis.activation_io import load_scores
 from persona_axis.atomic import atomic_write
+from persona_axis.generate import RunConfigError
 from persona_axis.jsonl import read_json_lines
 from persona_axis.judge import JudgeInputError
 from persona_axis.model_blocks import ModelStructureError
@@ -29,7 +30,7 @@ class Bad(Exception):
 
 
 def test_every_input_error_shares_the_one_base():
-    for cls in (errors.CaptureError, RoleDataError, SpanError, ChatTemplateError, ModelStructureError,
+    for cls in (errors.CaptureError, RoleDataError, SpanError, ChatTemplateError, ModelStructureError, RunConfigError,
                 PaperDataError, JudgeInputError):
         assert issubclass(cls, errors.InputError) and issubclass(cls, ValueError), cls
 
