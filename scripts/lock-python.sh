@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Regenerate python/requirements.lock (exact versions and hashes) from python/requirements.in, and
-# python/requirements-s3server.lock (the S3 test server, its own venv) from its .in.
+# Regenerate the Python locks (exact versions and hashes):
+#   python/requirements.lock           from python/requirements.in           (.venv: CPU, tests, the demo)
+#   python/requirements-s3server.lock  from python/requirements-s3server.in  (.venv-s3server: the S3 test server)
+#   python/requirements-gpu.lock       from python/requirements-gpu.in       (.venv-gpu: vLLM + its torch, GPU nodes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 uv pip compile --python-version 3.11 --generate-hashes --python-platform x86_64-manylinux_2_28 --quiet \
   python/requirements.in -o python/requirements.lock
+uv pip compile --python-version 3.12 --generate-hashes --python-platform x86_64-manylinux_2_28 --quiet \
+  python/requirements-gpu.in -o python/requirements-gpu.lock
 uv pip compile --python-version 3.11 --generate-hashes --python-platform x86_64-manylinux_2_28 --quiet \
   python/requirements-s3server.in -o python/requirements-s3server.lock

@@ -4,12 +4,22 @@
 #   bash scripts/setup.sh --test   also what the tests need: Debian chromium (report rendering test), a
 #                                  single-node SLURM cluster (slurm tests), started if not running, and
 #                                  .venv-s3server (moto_server, the S3 server of the S3 remote tests).
+#   bash scripts/setup.sh --gpu    also .venv-gpu on a GPU node: vLLM and the torch it pins, from
+#                                  python/requirements-gpu.lock (~3.5 GB download; docs/gpu-setup.md). The
+#                                  generate stage (backend auto|vllm) and a local judge then run in it.
 # Fast when repeated: each step is skipped while its lock file's hash is unchanged.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 want_test=0
-[[ "${1:-}" == "--test" ]] && want_test=1
+want_gpu=0
+for arg in "$@"; do
+  case $arg in
+    --test) want_test=1 ;;
+    --gpu) want_gpu=1 ;;
+    *) echo "setup.sh: unknown option $arg (expected --test and/or --gpu)" >&2; exit 2 ;;
+  esac
+done
 say() { printf '[setup] %s\n' "$*" >&2; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 
@@ -35,6 +45,19 @@ if [[ ! -f $py_stamp || "$(cat $py_stamp)" != "$(sha python/requirements.lock)" 
   [[ -x .venv/bin/python ]] || uv venv --quiet .venv --python "$(command -v python3.11 || command -v python3)"
   uv pip sync --quiet --python .venv/bin/python --require-hashes python/requirements.lock
   sha python/requirements.lock > $py_stamp
+fi
+
+# --- GPU nodes: vLLM in its own environment (it pins its own torch) -------------------------------
+if (( want_gpu )); then
+  gpu_stamp=.venv-gpu/.setup-stamp
+  if [[ ! -f $gpu_stamp || "$(cat $gpu_stamp)" != "$(sha python/requirements-gpu.lock)" ]]; then
+    command -v nvidia-smi >/dev/null 2>&1 || say "warning: nvidia-smi not found; installing .venv-gpu anyway"
+    command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv==0.13.9
+    say "creating .venv-gpu from python/requirements-gpu.lock (vLLM + its torch: ~3.5 GB download)"
+    [[ -x .venv-gpu/bin/python ]] || uv venv --quiet .venv-gpu --python 3.12
+    uv pip sync --quiet --python .venv-gpu/bin/python --require-hashes python/requirements-gpu.lock
+    sha python/requirements-gpu.lock > $gpu_stamp
+  fi
 fi
 
 # --- Test-only system packages ----------------------------------------------------------------

@@ -22,5 +22,6 @@ await stageMain(async () => {
   ];
   if (g.question_count > 0) args.push("--question-count", g.question_count);
   if (p.roles.length) args.push("--roles", ...p.roles);
-  return runPython("python/generate.py", args, gpuStageEnv());
+  // auto/vllm: in .venv-gpu when `npm run setup -- --gpu` made it (there auto picks vLLM with a GPU)
+  return runPython("python/generate.py", args, gpuStageEnv(), { vllm: g.backend !== "hf" });
 });

@@ -20,5 +20,6 @@ await stageMain(async () => {
     args.push("--local-model", j.local_model);
   }
   if (p.roles.length) args.push("--roles", ...p.roles.filter((r) => r !== "default"));
-  return runPython("python/judge.py", args);
+  // a local judge runs in .venv-gpu when it exists (vLLM with a GPU, else transformers)
+  return runPython("python/judge.py", args, {}, { vllm: j.backend === "local" });
 });

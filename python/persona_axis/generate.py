@@ -100,7 +100,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "--kv-cache-gb caps them). Part of reproducibility")
     p.add_argument("--kv-cache-gb", type=float, default=0.0,
                    help="hf backend: GiB for the static KV cache; slots = what fits, at most --batch-size (0: no cap)")
-    p.add_argument("--prefill-batch", type=int, default=16,
+    p.add_argument("--prefill-batch", type=int, default=64,
                    help="hf backend (OLMo-2): requests per prefill group (part of reproducibility)")
     p.add_argument("--gpus", type=int, default=1,
                    help="data-parallel workers, one per GPU (hf backend); 0 or 1: one process")

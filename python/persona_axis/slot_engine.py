@@ -162,8 +162,18 @@ class SlotEngine:
         s = torch.cuda.Stream(self.device)
         s.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(s), torch.inference_mode():
-            for _ in range(2):
-                self._forward_step()
+            try:
+                for _ in range(2):
+                    self._forward_step()  # the compile happens here
+            except Exception as e:  # e.g. no C compiler for Triton on this node: the eager step still works
+                if self._model_step is None:
+                    raise
+                print(f"warning: torch.compile of the decode step failed ({type(e).__name__}: {str(e)[:200]}); "
+                      "using the eager step (slower; set PERSONA_AXIS_COMPILE_DECODE=0 to skip the attempt)",
+                      file=sys.stderr, flush=True)
+                self._model_step, self.compiled = None, False
+                for _ in range(2):
+                    self._forward_step()
         torch.cuda.current_stream(self.device).wait_stream(s)
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g), torch.inference_mode():

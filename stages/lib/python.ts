@@ -1,21 +1,35 @@
 /**
  * Run a Python script of python/ with the project's interpreter, streaming its output (progress bars
  * included) straight through, and exit with its exit code.
- * Interpreter: $PERSONA_PYTHON if set (e.g. a GPU node's env with vLLM), else .venv/bin/python.
+ * Interpreter: $PERSONA_PYTHON if set, else .venv-gpu/bin/python for a stage that can use vLLM when
+ * that environment exists (`npm run setup -- --gpu`, docs/gpu-setup.md), else .venv/bin/python.
  */
 import fs from "node:fs";
+import path from "node:path";
 import { execa } from "execa";
 
-function pythonExecutable(): string {
-  const py = process.env.PERSONA_PYTHON || ".venv/bin/python";
-  if (py.includes("/") && !fs.existsSync(py)) {
+export const LIGHT_ENV = ".venv/bin/python";
+export const GPU_ENV = ".venv-gpu/bin/python";
+
+/** `vllm`: the stage would use vLLM if it can (a backend of auto or vllm): prefer the GPU env. */
+export function pythonExecutable(opts: { vllm?: boolean; root?: string; env?: NodeJS.ProcessEnv } = {}): string {
+  const env = opts.env ?? process.env;
+  const root = opts.root ?? process.cwd();
+  let py = env.PERSONA_PYTHON;
+  if (!py) py = opts.vllm && fs.existsSync(path.join(root, GPU_ENV)) ? GPU_ENV : LIGHT_ENV;
+  if (py.includes("/") && !fs.existsSync(path.resolve(root, py))) {
     throw new Error(`Python interpreter ${py} not found: run \`npm run setup\` or set PERSONA_PYTHON`);
   }
   return py;
 }
 
-export async function runPython(script: string, args: (string | number)[], env: Record<string, string> = {}): Promise<number> {
-  const py = pythonExecutable();
+export async function runPython(
+  script: string,
+  args: (string | number)[],
+  env: Record<string, string> = {},
+  opts: { vllm?: boolean } = {},
+): Promise<number> {
+  const py = pythonExecutable(opts);
   const argv = [script, ...args.map(String)];
   process.stderr.write(`$ ${py} ${argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(" ")}\n`);
   const r = await execa(py, argv, {
