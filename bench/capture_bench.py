@@ -48,6 +48,7 @@ from persona_axis.capture import CaptureSettings, RunInfo, run_capture  # noqa: 
 from persona_axis.model_blocks import compile_blocks, uncompile_blocks  # noqa: E402
 from persona_axis.spans import conversation_text, encode_conversations  # noqa: E402
 from persona_axis.tiny_models import _CORPUS, OLMO2_CHAT_TEMPLATE, build_tokenizer  # noqa: E402
+from persona_axis.transcripts import read_finished_records  # noqa: E402
 
 ROLES = ("default", "pirate", "stoic", "therapist")
 
@@ -147,8 +148,7 @@ def make_transcripts(tok, out: Path, n: int, seed: int, small: bool) -> dict:
 def read_all(tdir: Path) -> list[tuple[str, dict]]:
     out = []
     for role in ROLES:
-        for line in (tdir / f"{role}.jsonl").read_text().splitlines():
-            out.append((role, json.loads(line)))
+        out.extend((role, rec) for rec in read_finished_records(tdir / f"{role}.jsonl"))
     return out
 
 

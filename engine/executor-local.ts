@@ -12,12 +12,11 @@
  *   4 KiB blocks; it is not part of the stage's identity.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import fs from "node:fs";
 import os from "node:os";
 import { explainExit } from "./errors.ts";
 import { LineSplitter, LogWriter } from "./output.ts";
 import type { Executor, ExecutorIO, JobResult, JobSpec } from "./types.ts";
-import { procStart } from "./proc.ts";
+import { allPids, procEnded, procStart, procStat } from "./proc.ts";
 
 const live = new Set<number>();
 
@@ -39,31 +38,16 @@ function killGrace(): number {
 
 /** Resident memory (KiB) of all processes whose process group is `pgid`, or null if unknown. */
 export function groupRssKb(pgid: number): number | null {
-  let entries: string[];
-  try {
-    entries = fs.readdirSync("/proc");
-  } catch {
-    return null;
-  }
+  const pids = allPids();
+  if (pids === null) return null;
   const pageKb = 4; // x86-64 and aarch64 default page size
   let total = 0;
-  for (const e of entries) {
-    if (e.charCodeAt(0) < 48 || e.charCodeAt(0) > 57) continue;
-    let stat: string;
-    try {
-      stat = fs.readFileSync(`/proc/${e}/stat`, "latin1");
-    } catch {
-      continue;
-    }
-    // fields after the command name (which may contain spaces and parentheses)
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // rest[0] = state (field 3), rest[2] = pgrp (field 5), rest[21] = rss pages (field 24)
-    if (Number(rest[2]) !== pgid) continue;
-    total += Number(rest[21]) * pageKb;
+  for (const pid of pids) {
+    const st = procStat(pid);
+    if (st?.pgrp === pgid) total += st.rssPages * pageKb;
   }
   return total;
 }
-
 
 /** Job id of a local process group: `host:pgid:start time of its leader`. */
 export function localJobId(pgid: number): string {
@@ -82,45 +66,18 @@ function groupAlive(pgid: number): boolean {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
-  let entries: string[];
-  try {
-    entries = fs.readdirSync("/proc");
-  } catch {
-    return true; // no /proc: trust kill(0)
-  }
-  for (const e of entries) {
-    if (e.charCodeAt(0) < 48 || e.charCodeAt(0) > 57) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, "latin1");
-      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(rest[2]) === pgid && rest[0] !== "Z" && rest[0] !== "X") return true;
-    } catch {
-      /* gone */
-    }
-  }
-  return false;
+  if (allPids() === null) return true; // no /proc: trust kill(0)
+  return groupPids(pgid).length > 0;
 }
 
 /** Live (not zombie) processes of a process group. */
 function groupPids(pgid: number): number[] {
-  let entries: string[];
-  try {
-    entries = fs.readdirSync("/proc");
-  } catch {
-    return [];
-  }
-  const out: number[] = [];
-  for (const e of entries) {
-    if (e.charCodeAt(0) < 48 || e.charCodeAt(0) > 57) continue;
-    try {
-      const stat = fs.readFileSync(`/proc/${e}/stat`, "latin1");
-      const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(rest[2]) === pgid && rest[0] !== "Z" && rest[0] !== "X") out.push(Number(e));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
+  return (allPids() ?? [])
+    .filter((pid) => {
+      const st = procStat(pid);
+      return st?.pgrp === pgid && !procEnded(st);
+    })
+    .map(Number);
 }
 
 /** SIGTERM to a process group, SIGKILL after the grace period if anything of it still runs. */

@@ -7,7 +7,7 @@
  * scheduler), so `nohup tsx run.ts repro &` outlives a logout as intended.
  */
 import fs from "node:fs";
-import { procStart } from "./proc.ts";
+import { procEnded, procStart, procStat } from "./proc.ts";
 
 interface Proc {
   pid: number;
@@ -16,12 +16,7 @@ interface Proc {
 }
 
 function ppidOf(pid: number): number | null {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, "latin1");
-    return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-  } catch {
-    return null;
-  }
+  return procStat(pid)?.ppid ?? null;
 }
 
 function argvOf(pid: number): string[] {
@@ -64,13 +59,8 @@ export function launcherChain(pid = process.pid): Proc[] {
 
 /** The same process, still running (a zombie has ended: only its parent has not reaped it yet). */
 function alive(l: Proc): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${l.pid}/stat`, "latin1");
-    const rest = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return rest[19] === l.start && rest[0] !== "Z" && rest[0] !== "X";
-  } catch {
-    return false;
-  }
+  const st = procStat(l.pid);
+  return st?.start === l.start && !procEnded(st);
 }
 
 /** Calls `onGone` once when a process of the launcher chain has ended. Returns a stop function. */

@@ -1,11 +1,8 @@
 #!/usr/bin/env python3
 """CLI entry: see persona_axis/generate.py (`python python/generate.py --help`)."""
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from persona_axis.generate import main  # noqa: E402
+from persona_axis.generate import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,10 +1,6 @@
 """CLI: see persona_axis/movement.py (`python python/project.py --help`)."""
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from persona_axis.movement import main  # noqa: E402
+from persona_axis.movement import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

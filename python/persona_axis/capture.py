@@ -12,7 +12,9 @@ Pipeline (one model load per checkpoint, all roles streamed through it)::
 Right padding with NO attention mask is exact: a causal model's real tokens never attend to later
 (pad) positions, and positions are 0..len-1 for every row; so sdpa runs its causal (flash) kernel.
 
-Output per role (see README.md, "Activation capture"): ``<role>_activations.pt`` = ``{layer: float tensor}`` and
+Modules: capture_verify (prompts vs role data), capture_prepare (records -> tokens + spans), capture_device
+(batches -> aggregated activations), capture_format (the files: writer and reader). Output per role
+(capture_format): ``<role>_activations.pt`` = ``{layer: float tensor}`` and
 ``<role>_metadata.json`` (written last: its presence marks the role complete; a rerun skips it).
 """
 from __future__ import annotations
@@ -22,41 +24,29 @@ import concurrent.futures
 import hashlib
 import json
 import os
-import queue
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 
 from . import model_loading
-from . import transcripts as transcripts_mod
-from .batching import plan_batches
-from .model_blocks import ModelStructureError, TruncatedForward, compile_blocks, hidden_size, num_hidden_layers
+from .capture_device import AGGREGATIONS, ActivationCapturer, RoleResult
+from .capture_format import (
+    DTYPES,
+    FORMAT,
+    CaptureWriter,
+    clean_stale_temps,
+    metadata_path,
+    role_is_complete,
+)
+from .capture_prepare import PreparedRole, prepare_role, resolve_roles, sha256_file
+from .capture_verify import PromptVerifier
+from .errors import CaptureError, InputError
+from .model_blocks import compile_blocks, num_hidden_layers
 from .prompts import ensure_chat_template, load_chat_template
-from .roles import RoleDataError, fill_system_prompt, load_questions, load_role
-from .spans import ConversationText, EncodedConversation, SpanError, conversation_text, encode_conversations
-
-FORMAT = "persona-axis-capture/1"
-AGGREGATIONS = ("mean", "last", "none")
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-ACTIVATIONS_SUFFIX = "_activations.pt"
-METADATA_SUFFIX = "_metadata.json"
-_TMP_MARK = ".tmp-capture-"
-#: metadata keys that must match for a rerun to reuse a finished role
-IDENTITY_KEYS = ("format", "model", "checkpoint", "layers", "aggregation", "dtype", "compute_dtype", "max_length",
-                 "transcript_sha256", "chat_template_sha256")
-
-
-class CaptureError(ValueError):
-    """Bad input for capture; the message names the file (and record or flag) and the fix."""
-
-
-Key = tuple[int, int, int]
 
 
 # --- settings ---------------------------------------------------------------------------------------
@@ -80,361 +70,6 @@ class RunInfo:
     chat_template_sha256: str
     chat_template_from: str = ""
     extra: dict = field(default_factory=dict)
-
-
-# --- preparing a role: records -> texts -> tokens + spans --------------------------------------------
-
-@dataclass
-class PreparedRole:
-    role: str
-    transcript_path: Path
-    transcript_sha256: str
-    keys: list[Key]  # kept samples, row order (sorted by key)
-    convs: list[EncodedConversation]  # same order
-    skipped: list[dict]
-    rewritten_by_template: int
-    prepare_seconds: float
-
-    @property
-    def input_tokens(self) -> int:
-        return sum(len(c.input_ids) for c in self.convs)
-
-
-class PromptVerifier:
-    """Cross-checks each record's system prompt (and question, with a questions file) against the role
-    data. Mismatch: CaptureError, or (``strict=False``) a warning and the record's own texts are used."""
-
-    def __init__(self, role_data_dir: str | None, questions_file: str | None, display_name: str | None,
-                 strict: bool = True):
-        self.dir = Path(role_data_dir) if role_data_dir else None
-        if self.dir is not None and not self.dir.is_dir():
-            raise CaptureError(f"{self.dir}: --role-data-dir not found (give the roles directory the transcripts "
-                               "were generated from, or leave the flag out to skip the check)")
-        self.questions = [q.text for q in load_questions(questions_file)] if questions_file else None
-        self.display_name = display_name
-        self.strict = strict
-        self.warnings = 0
-
-    def _fail(self, msg: str) -> None:
-        if self.strict:
-            raise CaptureError(msg + "; fix the transcripts or pass --no-verify-prompts to capture them as recorded")
-        self.warnings += 1
-        if self.warnings <= 5:
-            print(f"warning: {msg}", file=sys.stderr)
-
-    def check(self, role: str, path: Path, records: list[dict]) -> None:
-        if self.dir is None:
-            return
-        role_file = self.dir / f"{role}.json"
-        if not role_file.exists():
-            print(f"capture: {role}: no {role_file.name} in {self.dir}: its prompts are not checked", file=sys.stderr)
-            return
-        try:
-            rd = load_role(role_file)
-        except RoleDataError as e:
-            raise CaptureError(str(e)) from None
-        for rec in records:
-            key = transcripts_mod.record_key(rec)
-            spi, qi = key[0], key[1]
-            where = f"{path}: record {key}"
-            if not 0 <= spi < len(rd.instructions):
-                self._fail(f"{where}: system_prompt_idx {spi} out of range for {role_file} ({len(rd.instructions)} prompts)")
-                continue
-            template = rd.instructions[spi]
-            sp = rec["system_prompt"]
-            if self.display_name is not None:
-                ok = sp == fill_system_prompt(template, self.display_name)
-            elif "{model_name}" in template:
-                head, _, tail = template.partition("{model_name}")
-                ok = sp.startswith(head) and sp.endswith(tail.replace("{model_name}", "")) and len(sp) >= len(head) + len(tail)
-            else:
-                ok = sp == template
-            if not ok:
-                self._fail(f"{where}: system_prompt differs from {role_file} instruction[{spi}]")
-            if self.questions is not None:
-                if not 0 <= qi < len(self.questions) or rec["question"] != self.questions[qi]:
-                    self._fail(f"{where}: question differs from the questions file's question {qi}")
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def prepare_role(tokenizer: Any, role: str, path: Path, *, max_length: int | None = None,
-                 verifier: PromptVerifier | None = None) -> PreparedRole:
-    t0 = time.perf_counter()
-    sha = _sha256_file(path)
-    try:
-        records = transcripts_mod.read_finished_records(path)
-    except ValueError as e:
-        raise CaptureError(str(e)) from None
-    by_key: dict[Key, dict] = {}
-    for rec in records:
-        key = transcripts_mod.record_key(rec)
-        for k in ("system_prompt", "question"):
-            if not isinstance(rec.get(k), str):
-                raise CaptureError(f"{path}: record {key} lacks a string {k!r}; capture rebuilds the conversation from "
-                                   "the record (regenerate the transcripts with the current generator)")
-        if not isinstance(rec["response"], str):
-            raise CaptureError(f"{path}: record {key}: 'response' must be a string")
-        if key in by_key:
-            raise CaptureError(f"{path}: duplicate record {key} (system_prompt_idx, question_idx, rollout_idx); "
-                               "remove the duplicate line")
-        by_key[key] = rec
-    keys = sorted(by_key)
-    if verifier is not None:
-        verifier.check(role, path, [by_key[k] for k in keys])
-    skipped: list[dict] = []
-    texts: list[ConversationText] = []
-    text_keys: list[Key] = []
-    for key in keys:
-        rec = by_key[key]
-        if rec["response"] == "":
-            skipped.append(_skip(key, "empty_response"))
-            continue
-        try:
-            texts.append(conversation_text(tokenizer, rec["system_prompt"], rec["question"], rec["response"],
-                                           where=f"{path}: record {key}"))
-        except SpanError as e:
-            raise CaptureError(str(e)) from None
-        text_keys.append(key)
-    try:
-        encoded = encode_conversations(tokenizer, texts, max_length=max_length,
-                                       where=[f"{path}: record {k}" for k in text_keys])
-    except SpanError as e:
-        raise CaptureError(str(e)) from None
-    kept_keys, convs = [], []
-    for key, enc in zip(text_keys, encoded):
-        if enc is None:
-            skipped.append(_skip(key, "no_response_tokens"))
-            continue
-        kept_keys.append(key)
-        convs.append(enc)
-    skipped.sort(key=lambda s: (s["system_prompt_idx"], s["question_idx"], s["rollout_idx"]))
-    return PreparedRole(role, path, sha, kept_keys, convs, skipped, sum(t.rewritten_by_template for t in texts),
-                        time.perf_counter() - t0)
-
-
-def _skip(key: Key, reason: str) -> dict:
-    return {"system_prompt_idx": key[0], "question_idx": key[1], "rollout_idx": key[2], "reason": reason}
-
-
-# --- the device side ----------------------------------------------------------------------------------
-
-@dataclass
-class RoleResult:
-    tensors: dict[int, torch.Tensor]  # float32 host tensors, rows in PreparedRole order
-    token_offsets: list[int] | None  # aggregation 'none': rows of sample i = offsets[i]:offsets[i+1]
-    padded_tokens: int
-    batches: int
-    seconds: float
-
-
-class ActivationCapturer:
-    """Runs prepared roles through one loaded model; returns host float32 tensors per layer."""
-
-    def __init__(self, model: torch.nn.Module, layers: Sequence[int], aggregation: str = "mean", *,
-                 max_batch_tokens: int = 16384, pad_token_id: int = 0):
-        if aggregation not in AGGREGATIONS:
-            raise CaptureError(f"--aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}")
-        self.model = model
-        self.forward = TruncatedForward(model, layers)
-        self.layers = self.forward.layers
-        self.aggregation = aggregation
-        self.max_batch_tokens = int(max_batch_tokens)
-        self.pad_token_id = int(pad_token_id)
-        self.device = next(model.parameters()).device
-        self.hidden = hidden_size(model)
-        self.cuda = self.device.type == "cuda"
-
-    def _to_device(self, array: np.ndarray) -> torch.Tensor:
-        t = torch.from_numpy(array)
-        if self.cuda:
-            return t.pin_memory().to(self.device, non_blocking=True)
-        return t.to(self.device)
-
-    def _run_batch(self, convs: Sequence[EncodedConversation]) -> torch.Tensor:
-        """(rows, n_layers, hidden) float32 on the device: rows = conversations (mean/last) or span tokens (none)."""
-        b = len(convs)
-        s = max(len(c.input_ids) for c in convs)
-        ids = np.full((b, s), self.pad_token_id, dtype=np.int64)
-        for r, c in enumerate(convs):
-            ids[r, : len(c.input_ids)] = c.input_ids
-        agg = self.aggregation
-        if agg == "mean":
-            mask = np.zeros((b, 1, s), dtype=np.float32)
-            for r, c in enumerate(convs):
-                mask[r, 0, c.span_start:c.span_end] = 1.0
-            counts = np.array([[c.span_length] for c in convs], dtype=np.float32)
-            mask_t, counts_t = self._to_device(mask), self._to_device(counts)
-        elif agg == "last":
-            last_t = self._to_device(np.array([c.span_end - 1 for c in convs], dtype=np.int64))
-            rows_t = self._to_device(np.arange(b, dtype=np.int64))
-        else:
-            flat = np.concatenate([np.arange(r * s + c.span_start, r * s + c.span_end, dtype=np.int64)
-                                   for r, c in enumerate(convs)])
-            flat_t = self._to_device(flat)
-        ids_t = self._to_device(ids)
-        out: dict[int, torch.Tensor] = {}
-
-        def on_layer(index: int, h: torch.Tensor) -> None:
-            if agg == "mean":
-                # float32 masked sum over the span (a batched mat-vec; deterministic), then / count
-                out[index] = torch.bmm(mask_t, h.float()).squeeze(1) / counts_t
-            elif agg == "last":
-                out[index] = h[rows_t, last_t].float()
-            else:
-                out[index] = h.reshape(-1, h.shape[-1]).index_select(0, flat_t).float()
-
-        self.forward(ids_t, on_layer)
-        return torch.stack([out[i] for i in self.layers], dim=1)
-
-    def capture(self, prep: PreparedRole, on_progress: Callable[[int], None] | None = None) -> RoleResult:
-        t0 = time.perf_counter()
-        n = len(prep.convs)
-        nl = len(self.layers)
-        lengths = [len(c.input_ids) for c in prep.convs]
-        batches = plan_batches(lengths, self.max_batch_tokens) if n else []
-        if self.aggregation == "none":
-            counts = [c.span_length for c in prep.convs]
-            offsets = np.concatenate([[0], np.cumsum(counts, dtype=np.int64)]).tolist()
-            total_rows = offsets[-1]
-        else:
-            offsets = None
-            total_rows = n
-        bufs = {layer: torch.empty((total_rows, self.hidden), dtype=torch.float32) for layer in self.layers}
-        pending: tuple | None = None
-
-        def drain(p: tuple) -> None:
-            staged, event, batch = p
-            if event is not None:
-                event.synchronize()
-            if offsets is None:
-                rows = torch.tensor(batch.indices, dtype=torch.long)
-                for j, layer in enumerate(self.layers):
-                    bufs[layer].index_copy_(0, rows, staged[:, j])
-            else:
-                pos = 0
-                for i in batch.indices:
-                    k = offsets[i + 1] - offsets[i]
-                    for j, layer in enumerate(self.layers):
-                        bufs[layer][offsets[i]:offsets[i + 1]].copy_(staged[pos:pos + k, j])
-                    pos += k
-            if on_progress is not None:
-                on_progress(sum(lengths[i] for i in batch.indices))
-
-        with torch.inference_mode():
-            for batch in batches:
-                res = self._run_batch([prep.convs[i] for i in batch.indices])
-                if self.cuda:
-                    staged = torch.empty(res.shape, dtype=res.dtype, pin_memory=True)
-                    staged.copy_(res, non_blocking=True)
-                    event = torch.cuda.Event()
-                    event.record()
-                else:
-                    staged, event = res, None
-                del res
-                if pending is not None:
-                    drain(pending)
-                pending = (staged, event, batch)
-            if pending is not None:
-                drain(pending)
-        assert all(t.shape == (total_rows, self.hidden) for t in bufs.values()) and nl == len(bufs)
-        return RoleResult(bufs, offsets, sum(b.padded_tokens for b in batches), len(batches),
-                          time.perf_counter() - t0)
-
-
-# --- writing -----------------------------------------------------------------------------------------
-
-def activations_path(out_dir: Path, role: str) -> Path:
-    return out_dir / f"{role}{ACTIVATIONS_SUFFIX}"
-
-
-def metadata_path(out_dir: Path, role: str) -> Path:
-    return out_dir / f"{role}{METADATA_SUFFIX}"
-
-
-def _atomic_write(path: Path, write: Callable[[Any], None]) -> None:
-    tmp = path.with_name(f".{path.name}{_TMP_MARK}{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
-def write_role(out_dir: Path, role: str, tensors: dict[int, torch.Tensor], metadata: dict, storage_dtype: str) -> None:
-    """Activations first, then metadata (the completion marker); each via temp file + os.replace."""
-    dtype = DTYPES[storage_dtype]
-    data = {int(k): v.to(dtype).contiguous() for k, v in sorted(tensors.items())}
-    _atomic_write(activations_path(out_dir, role), lambda f: torch.save(data, f))
-    text = json.dumps(metadata, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-    _atomic_write(metadata_path(out_dir, role), lambda f: f.write(text.encode("utf-8")))
-
-
-class RoleWriter:
-    """A writer thread with a bounded queue (at most ``depth`` finished roles wait in host memory)."""
-
-    def __init__(self, out_dir: Path, storage_dtype: str, depth: int = 1):
-        self.out_dir = out_dir
-        self.storage_dtype = storage_dtype
-        self.q: queue.Queue = queue.Queue(maxsize=depth)
-        self.error: BaseException | None = None
-        self.thread = threading.Thread(target=self._loop, name="capture-writer", daemon=True)
-        self.thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            item = self.q.get()
-            if item is None:
-                return
-            if self.error is None:
-                try:
-                    write_role(self.out_dir, *item, self.storage_dtype)
-                except BaseException as e:  # noqa: BLE001 - re-raised in the main thread
-                    self.error = e
-
-    def _check(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-    def put(self, role: str, tensors: dict[int, torch.Tensor], metadata: dict) -> None:
-        self._check()
-        self.q.put((role, tensors, metadata))
-
-    def close(self) -> None:
-        self.q.put(None)
-        self.thread.join()
-        self._check()
-
-
-# --- orchestration ---------------------------------------------------------------------------------
-
-def role_is_complete(out_dir: Path, role: str, identity: dict) -> bool:
-    mp, ap = metadata_path(out_dir, role), activations_path(out_dir, role)
-    if not (mp.exists() and ap.exists()):
-        return False
-    try:
-        meta = json.loads(mp.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return False
-    return all(meta.get(k) == v for k, v in identity.items())
 
 
 def build_metadata(prep: PreparedRole, result: RoleResult, settings: CaptureSettings, layers: list[int],
@@ -475,29 +110,6 @@ def build_metadata(prep: PreparedRole, result: RoleResult, settings: CaptureSett
     return meta
 
 
-def _clean_stale_temps(out_dir: Path) -> None:
-    for p in out_dir.glob(f".*{_TMP_MARK}*"):
-        try:
-            p.unlink()
-        except OSError:
-            pass
-
-
-def resolve_roles(transcript_dir: Path, roles: Sequence[str] | None) -> list[tuple[str, Path]]:
-    if not transcript_dir.is_dir():
-        raise CaptureError(f"{transcript_dir}: --transcript-dir not found (run the generate stage first)")
-    available = dict(transcripts_mod.iter_role_files(transcript_dir))
-    if not available:
-        raise CaptureError(f"{transcript_dir}: no <role>.jsonl transcript files")
-    if roles:
-        missing = [r for r in roles if r not in available]
-        if missing:
-            raise CaptureError(f"{transcript_dir}: no transcripts for role(s) {', '.join(missing)} "
-                               f"(expected {missing[0]}.jsonl); available: {', '.join(sorted(available)[:20])}")
-        return [(r, available[r]) for r in sorted(set(roles))]
-    return sorted(available.items())
-
-
 def run_capture(model: torch.nn.Module, tokenizer: Any, transcript_dir: str | os.PathLike, output_dir: str | os.PathLike,
                 settings: CaptureSettings, run: RunInfo, *, roles: Sequence[str] | None = None,
                 verifier: PromptVerifier | None = None, progress: bool = True, log: Callable[[str], None] | None = None,
@@ -506,7 +118,7 @@ def run_capture(model: torch.nn.Module, tokenizer: Any, transcript_dir: str | os
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     transcript_dir, out_dir = Path(transcript_dir), Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _clean_stale_temps(out_dir)
+    clean_stale_temps(out_dir)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
     capturer = ActivationCapturer(model, settings.layers, settings.aggregation,
                                   max_batch_tokens=settings.max_batch_tokens, pad_token_id=pad)
@@ -518,7 +130,7 @@ def run_capture(model: torch.nn.Module, tokenizer: Any, transcript_dir: str | os
         identity = {"format": FORMAT, "model": run.model, "checkpoint": run.checkpoint, "layers": layers,
                     "aggregation": settings.aggregation, "dtype": settings.storage_dtype,
                     "compute_dtype": run.compute_dtype, "max_length": settings.max_length,
-                    "transcript_sha256": _sha256_file(path), "chat_template_sha256": run.chat_template_sha256}
+                    "transcript_sha256": sha256_file(path), "chat_template_sha256": run.chat_template_sha256}
         if role_is_complete(out_dir, role, identity):
             skipped_roles.append(role)
         else:
@@ -534,7 +146,7 @@ def run_capture(model: torch.nn.Module, tokenizer: Any, transcript_dir: str | os
         from tqdm import tqdm
 
         bar = tqdm(total=0, unit="tok", unit_scale=True, desc="capture", dynamic_ncols=True, file=sys.stderr)
-    writer = RoleWriter(out_dir, settings.storage_dtype)
+    writer = CaptureWriter(out_dir, settings.storage_dtype)
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-prepare")
     t_start = time.perf_counter()
     try:
@@ -715,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    max_batch_tokens=a.max_batch_tokens, max_length=max_length)
         summary = run_capture(model, tokenizer, a.transcript_dir, a.output_dir, settings, run, roles=a.roles,
                               verifier=verifier, progress=not a.no_progress)
-    except (CaptureError, RoleDataError, ModelStructureError, model_loading.ModelNotCachedError) as e:
+    except (InputError, model_loading.ModelNotCachedError) as e:
         print(f"capture: error: {e}", file=sys.stderr)
         return 2
     secs = summary["seconds"]
@@ -725,3 +337,4 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{tok} tokens in {secs:.1f}s ({(tok / secs if secs else 0):,.0f} tok/s), padding "
           f"{(1 - tok / pad) * 100 if pad else 0:.1f}%", file=sys.stderr)
     return 0
+

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -30,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from . import roles as roles_mod
+from .atomic import atomic_write
+from .errors import InputError
 from .generation_backends import (
     Generation,
     SamplingSettings,
@@ -38,8 +39,8 @@ from .generation_backends import (
     vllm_importable,
 )
 from .model_loading import ModelNotCachedError
-from .prompts import ChatTemplateError, ensure_chat_template, load_chat_template, prompt_token_ids, render_prompt
-from .roles import Request, RoleDataError
+from .prompts import ensure_chat_template, load_chat_template, prompt_token_ids, render_prompt
+from .roles import Request
 from .generation_workers import WorkerFailed
 from .seeds import request_seed
 from .transcripts import RecordAppender, dumps_record, read_records, record_key, write_records_sorted
@@ -55,7 +56,7 @@ TEXT_SETTINGS = ("model", "checkpoint", "backend", "sampling", "seed", "dtype", 
 BATCH_SETTINGS = ("batch_size", "kv_cache_gb", "prefill_batch")
 
 
-class RunConfigError(ValueError):
+class RunConfigError(InputError):
     """The output directory holds a run with other settings (or other prompts)."""
 
 
@@ -351,9 +352,7 @@ def run_generation(a: argparse.Namespace, *, backend_obj: Any = None) -> Path:
         for stale in [*out_dir.glob("*.jsonl.tmp"), out_dir / (RUN_FILE + ".tmp")]:
             stale.unlink(missing_ok=True)  # left by a kill during an atomic rewrite
         gw.merge_parts(out_dir, by_role)  # lines of workers of an interrupted --gpus run
-        tmp = out_dir / (RUN_FILE + ".tmp")
-        tmp.write_text(json.dumps(settings, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, out_dir / RUN_FILE)
+        atomic_write(out_dir / RUN_FILE, json.dumps(settings, indent=2, sort_keys=True) + "\n")
     part_dir = gw.part_dir(out_dir, worker[0]) if worker else None
     writers = {n: RoleWriter(out_dir, n, by_role[n], part_dir) for n in role_names}
 
@@ -465,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     try:
         run_generation(a)
-    except (RoleDataError, RunConfigError, ModelNotCachedError, ChatTemplateError) as e:
+    except (InputError, ModelNotCachedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except WorkerFailed as e:

@@ -27,7 +27,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .roles import DEFAULT_ROLE, RoleDataError, load_roles
+from .atomic import atomic_write
+from .errors import InputError
+from .roles import DEFAULT_ROLE, load_roles
 from .transcripts import RecordAppender, read_records, record_key, write_records_sorted
 
 SUMMARY_FILE = "summary.json"
@@ -47,7 +49,7 @@ _SCORE_RE = re.compile(
 _FIRST_NUMBER_RE = re.compile(r"\b(\d+)\b")
 
 
-class JudgeInputError(ValueError):
+class JudgeInputError(InputError):
     pass
 
 
@@ -240,9 +242,7 @@ def run_judge(a: argparse.Namespace) -> dict:
         if results[n] or (out / f"{n}.jsonl").exists():
             write_sorted(out / f"{n}.jsonl", results[n])
     summary = summarize(results, n_resp, judge_settings(a))
-    tmp = out / (SUMMARY_FILE + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, out / SUMMARY_FILE)
+    atomic_write(out / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True) + "\n")
     t = summary["total"]
     u = ", ".join(f"{k} {v}" for k, v in summary["unscored_by_parser"].items())
     print(f"judge: scores 0/1/2/3 = {t['0']}/{t['1']}/{t['2']}/{t['3']}, missing {t['missing']}"
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         summary = run_judge(a)
-    except (RoleDataError, JudgeInputError, JudgeFatalError, ModelNotCachedError) as e:
+    except (InputError, JudgeFatalError, ModelNotCachedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.fail_on_missing and summary["total"]["missing"]:

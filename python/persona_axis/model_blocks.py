@@ -19,8 +19,10 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 from torch import nn
 
+from .errors import InputError
 
-class ModelStructureError(ValueError):
+
+class ModelStructureError(InputError):
     """The model's decoder blocks could not be found, or a layer index is out of range."""
 
 

@@ -35,9 +35,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from persona_axis.activation_io import (
-    DEFAULT_ROLE, InputError, load_layer_tensors, write_csv, write_json,
-)
+from persona_axis.activation_io import load_layer_tensors, write_csv, write_json
+from persona_axis.capture_format import DEFAULT_ROLE, load_metadata
+from persona_axis.errors import InputError
 from persona_axis.persona_space import (
     NUM_REPORTED_PCS, SIGN_CONVENTION, CheckpointVectors, FilterSettings, PCAResult, components_for, compute_vectors,
     cosine, fit_pca, relative_position, select_roles, unit,
@@ -144,7 +144,6 @@ def checkpoint_vectors(name: str, directory: Path, reference: Reference, setting
 
 
 def common_layers(directories: Sequence[Path]) -> list[int]:
-    from persona_axis.activation_io import load_metadata
     sets = [set(load_metadata(d, DEFAULT_ROLE).layers) for d in directories]
     return sorted(set.intersection(*sets))
 

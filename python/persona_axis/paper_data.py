@@ -33,12 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from .errors import InputError
+
 ROLES_SUBDIR = "roles/instructions"
 QUESTIONS_FILE = "extraction_questions.jsonl"
 SOURCE_FILE = "source.json"
 
 
-class PaperDataError(ValueError):
+class PaperDataError(InputError):
     """Bad source, tampered or missing file, or bad manifest; the message names it and the fix."""
 
 

@@ -32,10 +32,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from persona_axis.activation_io import (
-    DEFAULT_ROLE, InputError, Key, RoleMetadata, list_roles, load_metadata, load_role, load_scores,
-    save_layer_tensors, write_csv, write_json,
-)
+from persona_axis.activation_io import load_scores, save_layer_tensors, write_csv, write_json
+from persona_axis.capture_format import DEFAULT_ROLE, Key, RoleMetadata, list_roles, load_metadata, load_role
+from persona_axis.errors import InputError
 
 VARIANCE_THRESHOLDS = (0.70, 0.80, 0.90, 0.95)
 TIE_TOLERANCE = 1e-9

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
+from .atomic import atomic_write
 from .hub_checkpoints import (SHA_RE, HubCheckpointError, Pin, chat_template_at, check_checkpoint, download,
                               format_table, pin_record, resolve)
 
@@ -44,12 +44,6 @@ def _previous(out: Path, name: str) -> dict | None:
     except (OSError, json.JSONDecodeError):
         return None
     return rec if isinstance(rec, dict) and SHA_RE.match(str(rec.get("sha", ""))) else None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def pin_one(name: str, spec: dict, out: Path, update: bool) -> tuple[Pin, str]:
@@ -99,19 +93,19 @@ def cmd_pin(a: argparse.Namespace) -> int:
             siblings = [s.rfilename for s in HfApi().model_info(pin.model, revision=pin.sha).siblings or []]
             text = chat_template_at(pin.model, pin.sha, siblings)
             if text:
-                _write_atomic(tmpl, text)
+                atomic_write(tmpl, text)
             elif tmpl.exists():
                 tmpl.unlink()
         if prev is not None and " moved " in line:
             with open(out / "pins-history.jsonl", "a", encoding="utf-8") as f:
                 f.write(json.dumps({"checkpoint": name, "model": pin.model, "revision": pin.revision,
                                     "from": prev["sha"], "to": pin.sha}) + "\n")
-        _write_atomic(d / RECORD, json.dumps(pin_record(pin), indent=2) + "\n")
+        atomic_write(d / RECORD, json.dumps(pin_record(pin), indent=2) + "\n")
         pins.append(pin)
     lines = ["# Commits the models stage pinned. To freeze them in the params (so the lock itself records",
              "# them), copy the sha lines into the profile's checkpoints.", "checkpoints:"]
     lines += [f"  {p.name}: {{model: {p.model}, revision: {p.revision}, sha: {p.sha}}}" for p in pins]
-    _write_atomic(out / "pins.yaml", "\n".join(lines) + "\n")
+    atomic_write(out / "pins.yaml", "\n".join(lines) + "\n")
     if not want:
         print("models: pins are kept; to re-resolve branches: PERSONA_MODELS_UPDATE=all (or names, comma "
               "separated) tsx run.ts repro -f models", flush=True)

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from .errors import InputError
+
 _SENTINEL = "ZQXJ-system-sentinel-ZQXJ"
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(InputError):
     pass
 
 

@@ -24,7 +24,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from persona_axis import report_on_policy, report_statistics  # noqa: E402
-from persona_axis.activation_io import InputError, read_csv  # noqa: E402
+from persona_axis.activation_io import read_csv  # noqa: E402
+from persona_axis.errors import InputError  # noqa: E402
 
 plt.rcParams.update({
     "svg.hashsalt": "persona-axis",

@@ -12,10 +12,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import InputError
+from .jsonl import read_json_lines
+
 DEFAULT_ROLE = "default"
 
 
-class RoleDataError(ValueError):
+class RoleDataError(InputError):
     """Bad role file or questions file; the message names the file (and line or key) and the fix."""
 
 
@@ -115,17 +118,10 @@ def load_questions(path: str | os.PathLike) -> list[Question]:
     path = Path(path)
     out: list[Question] = []
     seen: set = set()
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise RoleDataError(f"{path}: cannot read questions file: {e.strerror}") from None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise RoleDataError(f"{path}:{lineno}: invalid JSON: {e.msg}") from None
+    lines = read_json_lines(
+        path, unreadable=lambda e: RoleDataError(f"{path}: cannot read questions file: {e.strerror}"),
+        invalid=lambda lineno, e: RoleDataError(f"{path}:{lineno}: invalid JSON: {getattr(e, 'msg', e)}"))
+    for lineno, obj in lines:
         if not isinstance(obj, dict) or not isinstance(obj.get("question"), str) or "id" not in obj:
             raise RoleDataError(f'{path}:{lineno}: expected {{"question": "...", "id": ...}}')
         if obj["id"] in seen:

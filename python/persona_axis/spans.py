@@ -35,12 +35,13 @@ import json
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from .errors import InputError
 from .prompts import render_conversation, render_prompt
 
 _SENTINEL = "QZXW-response-sentinel-QZXW"
 
 
-class SpanError(ValueError):
+class SpanError(InputError):
     """A conversation could not be rebuilt or its response located; the message names the record."""
 
 

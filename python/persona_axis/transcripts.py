@@ -12,6 +12,9 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .atomic import atomic_write
+from .jsonl import read_json_lines
+
 Key = tuple[int, int, int]
 
 REQUIRED_KEYS = ("system_prompt_idx", "question_idx", "rollout_idx", "response")
@@ -77,20 +80,12 @@ def read_finished_records(
     the ``required`` keys, the last one included (it may lack its final newline). A bad line raises
     ``error`` naming file:line. For readers of finished files (capture); tolerance of a torn last line
     belongs to the writer that resumes (``read_records``)."""
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise error(f"{path}: cannot read {what} file: {e.strerror}") from None
     records: list[dict] = []
-    for lineno, line in enumerate(data.split(b"\n"), 1):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError as e:
-            raise error(f"{path}:{lineno}: corrupt {what} line ({e}); regenerate it (rerun generate) or delete "
-                        "the line") from None
+    lines = read_json_lines(
+        path, unreadable=lambda e: error(f"{path}: cannot read {what} file: {e.strerror}"),
+        invalid=lambda lineno, e: error(f"{path}:{lineno}: corrupt {what} line ({e}); regenerate it (rerun generate) "
+                                        "or delete the line"))
+    for lineno, rec in lines:
         if not isinstance(rec, dict) or any(k not in rec for k in required):
             missing = [k for k in required if not isinstance(rec, dict) or k not in rec]
             raise error(f"{path}:{lineno}: {what} line lacks {', '.join(missing)}; regenerate it (rerun generate)")
@@ -132,14 +127,7 @@ class RecordAppender:
 
 def write_records_sorted(path: str | os.PathLike, records: dict) -> None:
     """Rewrite a JSONL file with ``records`` (key -> record) in key order, atomically (temp + replace)."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for k in sorted(records):
-            f.write(dumps_record(records[k]) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, "".join(dumps_record(records[k]) + "\n" for k in sorted(records)))
 
 
 def iter_role_files(transcript_dir: str | os.PathLike) -> Iterator[tuple[str, Path]]:

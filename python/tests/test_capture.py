@@ -14,7 +14,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from persona_axis import activation_io, prompts
+from persona_axis import capture_format, prompts
 from persona_axis.batching import padding_fraction, plan_batches
 from persona_axis.capture import (
     CaptureSettings,
@@ -192,9 +192,9 @@ def test_mean_last_none_equal_the_unbatched_reference(models, transcripts, tmp_p
 def test_output_loads_through_the_analysis_reader_and_storage_dtype(models, transcripts, tmp_path):
     capture(models["olmo2"], transcripts, tmp_path / "f32", [1], "mean")
     capture(models["olmo2"], transcripts, tmp_path / "bf16", [1], "mean", storage="bfloat16", max_batch_tokens=4096)
-    rc = activation_io.load_role(tmp_path / "f32", "pirate")
+    rc = capture_format.load_role(tmp_path / "f32", "pirate")
     assert rc.activations[1].shape == (13, 64) and rc.metadata.layers == [1]
-    assert activation_io.list_roles(tmp_path / "f32") == ["pirate"]  # default is kept apart
+    assert capture_format.list_roles(tmp_path / "f32") == ["pirate"]  # default is kept apart
     meta, acts = load_out(tmp_path / "bf16", "pirate")
     assert meta["dtype"] == "bfloat16" and acts[1].dtype == torch.bfloat16
     # another token budget (one batch) gives the same means to float32 rounding
@@ -333,7 +333,7 @@ def test_rerun_skips_complete_roles_and_redoes_changed_ones(models, transcripts,
 
 
 def test_bad_transcripts_name_the_file_and_record(models, tmp_path):
-    from persona_axis.capture import CaptureError
+    from persona_axis.errors import CaptureError
 
     recs = make_records("pirate", 3, seed=9)
     tdir = write_transcripts(tmp_path / "dup", {"pirate": recs + [recs[1]]})
@@ -348,7 +348,7 @@ def test_bad_transcripts_name_the_file_and_record(models, tmp_path):
 def test_transcripts_are_read_strictly(models, tmp_path):
     """A finished transcript is read as it is: a complete last line without its final newline is a
     record; a corrupt last line is an error naming file:line (not silently dropped)."""
-    from persona_axis.capture import CaptureError
+    from persona_axis.errors import CaptureError
 
     recs = make_records("pirate", 4, seed=3)
     tdir = tmp_path / "no_newline"

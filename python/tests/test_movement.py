@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from persona_axis.activation_io import read_csv, write_capture, write_scores
+from persona_axis.activation_io import read_csv, write_scores
+from persona_axis.capture_format import write_capture
 from persona_axis.movement import main as project_main
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from persona_axis.activation_io import InputError, load_role, read_csv, write_capture, write_scores
+from persona_axis.activation_io import read_csv, write_scores
+from persona_axis.capture_format import load_role, write_capture
+from persona_axis.errors import InputError
 from persona_axis.persona_space import FilterSettings, analyse, fit_pca
 from persona_axis.persona_space import main as persona_space_main
 
