@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from persona_axis.activation_io import DEFAULT_ROLE, InputError, load_metadata, load_role
+from persona_axis.capture_format import DEFAULT_ROLE, load_metadata, load_role
+from persona_axis.errors import InputError
 from persona_axis.persona_space import RoleSelection
 
 

@@ -9,7 +9,7 @@ the similarity of their role-by-role geometry (linear CKA, RSA).
 """
 from __future__ import annotations
 
-from persona_axis.activation_io import InputError
+from persona_axis.errors import InputError
 
 #: Numbers that need the reference's basis (its axis, PCs or vectors).
 SHARED_BASIS_REF = (

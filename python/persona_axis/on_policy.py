@@ -34,7 +34,8 @@ from typing import Sequence
 
 import numpy as np
 
-from persona_axis.activation_io import InputError, write_csv, write_json
+from persona_axis.activation_io import write_csv, write_json
+from persona_axis.errors import InputError
 from persona_axis.lineage import parse_lineages
 from persona_axis.movement import load_reference, parse_checkpoint
 from persona_axis.movement_statistics import METRICS, _basis, blank_refused, movement_samples

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from persona_axis.activation_io import read_csv, write_capture
+from persona_axis.activation_io import read_csv
+from persona_axis.capture_format import write_capture
 from persona_axis.lineage import LineageError, require_same_lineage
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from persona_axis.activation_io import read_csv, write_capture
+from persona_axis.activation_io import read_csv
+from persona_axis.capture_format import write_capture
 
 ROOT = Path(__file__).resolve().parents[2]
 PERSONA_SPACE = ROOT / "python" / "persona_space.py"

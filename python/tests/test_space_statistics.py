@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from persona_axis.activation_io import read_csv, write_capture
+from persona_axis.activation_io import read_csv
+from persona_axis.capture_format import write_capture
 from persona_axis.batched_space import batched_space, headline
 from persona_axis.layer_rows import cell_sums, load_layer_rows, weighted_means
 from persona_axis.persona_space import FilterSettings, analyse, fit_pca, select_roles
