@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import datetime, timezone
@@ -53,7 +54,7 @@ TEXT_SETTINGS = ("model", "checkpoint", "backend", "sampling", "seed", "dtype", 
                  "chat_template_from")
 
 # Settings that change float rounding only (hf backend): a change is warned about, not refused.
-BATCH_SETTINGS = ("batch_size", "kv_cache_gb", "prefill_batch")
+BATCH_SETTINGS = ("batch_size", "kv_cache_gb", "prefill_batch", "decode_step")
 
 
 class RunConfigError(InputError):
@@ -190,6 +191,10 @@ def run_settings(a: argparse.Namespace, backend: str, dtype: str, role_names: li
         s["batch_size"] = a.batch_size
         s["kv_cache_gb"] = a.kv_cache_gb
         s["prefill_batch"] = a.prefill_batch
+        # how the slot engine's decode step runs (env, see slot_engine): compiled and eager steps, and
+        # matmul and sdpa attention, round differently, so a run records which it asked for
+        s["decode_step"] = {"attention": os.environ.get("PERSONA_AXIS_DECODE_ATTENTION", "matmul"),
+                            "compile": os.environ.get("PERSONA_AXIS_COMPILE_DECODE", "auto")}
     else:
         s["tensor_parallel_size"] = a.tensor_parallel_size
     return s
