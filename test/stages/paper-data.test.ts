@@ -26,7 +26,9 @@ function project(source: string): string {
     "pipeline.yaml": YAML.stringify({ stages: { paper_data: pipeline.stages.paper_data } }),
     "profile.yaml": YAML.stringify(params),
   });
-  for (const f of ["package.json", "python/paper_data.py", "python/persona_axis/paper_data.py", "python/persona_axis/__init__.py", "data/assistant-axis.manifest.json"]) {
+  // the stage's own declared deps (derived from its code), plus package.json
+  const deps = (pipeline.stages.paper_data.deps as string[]).filter((d) => !d.startsWith("stages/"));
+  for (const f of ["package.json", ...deps]) {
     fs.mkdirSync(path.dirname(path.join(dir, f)), { recursive: true });
     fs.copyFileSync(path.join(REPO, f), path.join(dir, f));
   }
