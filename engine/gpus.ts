@@ -2,7 +2,7 @@
  * The GPU pool of a repro: `--gpus 0,1,2,3`, else CUDA_VISIBLE_DEVICES, else the indices that
  * `nvidia-smi` lists, else none. `--gpus none` (or an empty list) means no GPUs.
  */
-import { execFile } from "node:child_process";
+import { execa } from "execa";
 import { InputError } from "./errors.ts";
 
 /** Parse a comma-separated GPU list (ids or UUIDs). `where` names its source in errors. */
@@ -20,18 +20,13 @@ export function parseGpuList(list: string, where: string): string[] {
   return ids;
 }
 
-function nvidiaSmi(): Promise<string[]> {
-  return new Promise((resolve) => {
-    execFile("nvidia-smi", ["--query-gpu=index", "--format=csv,noheader"], { timeout: 10_000 }, (err, stdout) => {
-      if (err) return resolve([]);
-      resolve(
-        stdout
-          .split("\n")
-          .map((s) => s.trim())
-          .filter((s) => /^\d+$/.test(s)),
-      );
-    });
-  });
+async function nvidiaSmi(): Promise<string[]> {
+  const r = await execa("nvidia-smi", ["--query-gpu=index", "--format=csv,noheader"], { timeout: 10_000, reject: false });
+  if (r.failed) return [];
+  return r.stdout
+    .split("\n")
+    .map((s) => s.trim())
+    .filter((s) => /^\d+$/.test(s));
 }
 
 export interface GpuPool {

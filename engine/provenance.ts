@@ -4,7 +4,7 @@
  * stage so a crash still leaves what happened so far. Per stage: start, end, exit code / signal,
  * GPU ids, peak memory, executor and job id, outcome.
  */
-import { execFileSync } from "node:child_process";
+import { execaSync } from "execa";
 import os from "node:os";
 import path from "node:path";
 import type { ProjectContext } from "./context.ts";
@@ -43,7 +43,7 @@ export interface RunRecord {
 
 function git(root: string, args: string[]): string | undefined {
   try {
-    return execFileSync("git", args, { cwd: root, stdio: ["ignore", "pipe", "ignore"], timeout: 10_000 }).toString().trim();
+    return execaSync("git", args, { cwd: root, stdin: "ignore", stderr: "ignore", timeout: 10_000 }).stdout.trim();
   } catch {
     return undefined;
   }

@@ -4,7 +4,7 @@
  * (exit code + output) for the caller to judge, because squeue/sacct failures while waiting are
  * often transient (controller busy or restarting) and must not fail a job that is still running.
  */
-import { execFile } from "node:child_process";
+import { execa } from "execa";
 import { PipelineError } from "../errors.ts";
 
 export interface CommandResult {
@@ -19,31 +19,25 @@ export interface CommandOptions {
   timeoutMs?: number;
 }
 
-export function slurmCommand(bin: string, args: string[], opts: CommandOptions = {}): Promise<CommandResult> {
-  return new Promise((resolve, reject) => {
-    execFile(
-      bin,
-      args,
-      { env: opts.env ?? process.env, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 64 * 1024 * 1024, encoding: "utf8" },
-      (err, stdout, stderr) => {
-        if (err && (err as NodeJS.ErrnoException).code === "ENOENT") {
-          reject(
-            new PipelineError(
-              `${bin} not found: the SLURM client tools are not installed here or not on PATH. ` +
-                `Run repro --executor slurm on a SLURM login node (for a local single-node test cluster: sudo bash scripts/slurm/start.sh)`,
-              2,
-            ),
-          );
-          return;
-        }
-        let code = 0;
-        if (err) {
-          const c = (err as { code?: unknown }).code;
-          code = typeof c === "number" ? c : 1;
-          if ((err as { killed?: boolean }).killed) stderr = `${stderr}\n${bin} timed out after ${opts.timeoutMs ?? 60_000} ms`;
-        }
-        resolve({ code, stdout: String(stdout), stderr: String(stderr) });
-      },
-    );
+export async function slurmCommand(bin: string, args: string[], opts: CommandOptions = {}): Promise<CommandResult> {
+  const timeout = opts.timeoutMs ?? 60_000;
+  const r = await execa(bin, args, {
+    env: opts.env ?? process.env,
+    extendEnv: false,
+    timeout,
+    maxBuffer: 64 * 1024 * 1024,
+    reject: false,
+    stripFinalNewline: false,
   });
+  if ((r as { code?: string }).code === "ENOENT") {
+    throw new PipelineError(
+      `${bin} not found: the SLURM client tools are not installed here or not on PATH. ` +
+        `Run repro --executor slurm on a SLURM login node (for a local single-node test cluster: sudo bash scripts/slurm/start.sh)`,
+      2,
+    );
+  }
+  let stderr = String(r.stderr ?? "");
+  if (r.timedOut) stderr = `${stderr}\n${bin} timed out after ${timeout} ms`;
+  const code = r.failed ? (typeof r.exitCode === "number" ? r.exitCode : 1) : 0;
+  return { code, stdout: String(r.stdout ?? ""), stderr };
 }
