@@ -6,7 +6,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { execa } from "execa";
+import { $ } from "zx";
 
 export const LIGHT_ENV = ".venv/bin/python";
 export const GPU_ENV = ".venv-gpu/bin/python";
@@ -32,11 +32,11 @@ export async function runPython(
   const py = pythonExecutable(opts);
   const argv = [script, ...args.map(String)];
   process.stderr.write(`$ ${py} ${argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(" ")}\n`);
-  const r = await execa(py, argv, {
+  const r = await $({
     stdio: "inherit",
-    reject: false,
-    env: { PYTHONUNBUFFERED: "1", HF_HUB_DISABLE_TELEMETRY: "1", ...env },
-  });
+    nothrow: true,
+    env: { ...process.env, PYTHONUNBUFFERED: "1", HF_HUB_DISABLE_TELEMETRY: "1", ...env },
+  })`${py} ${argv}`;
   if (r.signal) process.stderr.write(`python was killed by ${r.signal}\n`);
   return r.exitCode ?? 128 + 9;
 }
