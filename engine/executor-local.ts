@@ -258,6 +258,16 @@ export class LocalExecutor implements Executor {
         streamClosed = true;
         finish();
       });
+      /** The command's exit is known: finish once its output is read, or a second later at most. */
+      const exited = (code: number | null, signal: NodeJS.Signals | null) => {
+        exit = { code, signal };
+        if (streamClosed) return finish();
+        // background processes may keep the pipe open: don't wait for them forever
+        setTimeout(() => {
+          child.stdout?.destroy();
+          finish();
+        }, 1000).unref();
+      };
       child.on("exit", (code, signal) => {
         sample();
         if (!io.signal.aborted) {
@@ -266,24 +276,11 @@ export class LocalExecutor implements Executor {
           const left = groupPids(pgid);
           if (left.length) {
             io.onState?.(`warning: the command exited but left ${left.length} background process${left.length > 1 ? "es" : ""} running (pid ${left.slice(0, 5).join(", ")}${left.length > 5 ? ", ..." : ""}); stopping them`);
-            void stopGroup(pgid).then(() => {
-              exit = { code, signal };
-              if (streamClosed) return finish();
-              setTimeout(() => {
-                child.stdout?.destroy();
-                finish();
-              }, 1000).unref();
-            });
+            void stopGroup(pgid).then(() => exited(code, signal));
             return;
           }
         }
-        exit = { code, signal };
-        if (streamClosed) return finish();
-        // background processes may keep the pipe open: don't wait for them forever
-        setTimeout(() => {
-          child.stdout?.destroy();
-          finish();
-        }, 1000).unref();
+        exited(code, signal);
       });
       child.stdout!.on("close", () => {
         streamClosed = true;
