@@ -12,14 +12,7 @@ RUN="node $REPO/dist/run.mjs -P params/demo.yaml"
 [[ -f pipeline.demo.lock ]] || { echo "run the demo first (npm run demo)" >&2; exit 2; }
 rm -rf "$DIR"; mkdir -p "$DIR"
 LOG=$DIR/bench.log
-time_it() {
-  local label=$1; shift
-  local s e
-  s=$(date +%s.%N)
-  if ! "$@" >>"$LOG" 2>&1; then echo "FAILED: $label (see $LOG)" >&2; tail -20 "$LOG" >&2; exit 1; fi
-  e=$(date +%s.%N)
-  printf '%s\t%.2f\n' "$label" "$(echo "$e - $s" | bc)"
-}
+source "$REPO/bench/time-it.sh"
 $RUN status >/dev/null || { echo "the demo is not current; run it first" >&2; exit 2; }
 echo "demo outputs: $(du -sh --apparent-size outputs/demo | cut -f1), $(find outputs/demo -type f | wc -l) files; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 time_it "push to an empty directory remote" $RUN push -r "$DIR/remote"

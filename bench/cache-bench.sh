@@ -47,14 +47,7 @@ BYTES=$(du -sb "$DIR/src" | cut -f1)
 echo "tree: $FILES files, $BYTES bytes ($(du -sh "$DIR/src" | cut -f1)); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # time <label> <cmd...>: prints "label<TAB>seconds"; output of the command goes to the log
-time_it() {
-  local label=$1; shift
-  local s e
-  s=$(date +%s.%N)
-  if ! "$@" >>"$LOG" 2>&1; then echo "FAILED: $label (see $LOG)" >&2; tail -20 "$LOG" >&2; exit 1; fi
-  e=$(date +%s.%N)
-  printf '%s\t%.2f\n' "$label" "$(echo "$e - $s" | bc)"
-}
+source "$REPO/bench/time-it.sh"
 
 STAGE_CMD="mkdir -p data && cp -r $DIR/src/. data/"
 

@@ -46,14 +46,7 @@ for _ in $(seq 100); do grep -q "Running on" "$DIR/moto.log" && break; sleep 0.1
 ENDPOINT=$(grep -o 'http://127.0.0.1:[0-9]*' "$DIR/moto.log" | head -1)
 export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1
 
-time_it() {
-  local label=$1; shift
-  local s e
-  s=$(date +%s.%N)
-  if ! "$@" >>"$LOG" 2>&1; then echo "FAILED: $label (see $LOG)" >&2; tail -20 "$LOG" >&2; exit 1; fi
-  e=$(date +%s.%N)
-  printf '%s\t%.2f\n' "$label" "$(echo "$e - $s" | bc)"
-}
+source "$REPO/bench/time-it.sh"
 
 mkdir -p "$DIR/p"
 cd "$DIR/p"
