@@ -45,6 +45,6 @@ echo "check-demo: checkout brought back the deleted report from the cache"
 set +e; real=$(tsx run.ts status 2>&1); code=$?; set -e
 [[ $code == 1 ]] || fail "status on the real profile: expected exit 1 (stale), got $code: $real"
 n=$(echo "$real" | grep -c ": stale$")
-[[ $n == 30 ]] || fail "status on the real profile: expected 30 stale stages (paper_data, models, generate, judge, 11 capture@, 11 on_policy@, persona_space, project, on_policy_compare, report), got $n"
+[[ $n == 30 ]] || fail "status on the real profile: expected 30 stale stages (paper_data, models, generate, judge, 11 capture@, 11 on_policy@, persona_space, movement, on_policy_compare, report), got $n"
 echo "check-demo: status on the real profile lists $n stages with reasons (no GPU, no network)"
 echo "check-demo: 1 passed, 0 failed"

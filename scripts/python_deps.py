@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""The project Python files a script runs: its import closure within one source root (ast-based).
+"""The project Python files a module runs (`python -m <module>`): its import closure within one
+source root (ast-based).
 
-    python scripts/python_deps.py --root python python/capture.py [more scripts...]
+    python scripts/python_deps.py --root python persona_axis.capture [more modules...]
 
-prints, one a line, the project-relative paths of the given scripts and of every module of the root
-that they import, directly or not (imports inside functions included; third-party and standard-library
+prints, one a line, the project-relative paths of the given modules' files and of every module of the
+root that they import, directly or not (imports inside functions included; third-party and standard-library
 imports are ignored; a package's __init__.py counts as imported with it). Used by scripts/stage-deps.ts
 to derive each pipeline stage's code deps (docs/stage-deps.md).
 """
@@ -73,16 +74,21 @@ def closure(root: Path, scripts: list[Path]) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", default="python", help="the directory the scripts put on sys.path (default: python)")
-    ap.add_argument("scripts", nargs="+")
+    ap.add_argument("--root", default="python", help="the directory the package lives in (default: python)")
+    ap.add_argument("modules", nargs="+", help="dotted module names (persona_axis.capture)")
     a = ap.parse_args(argv)
     root = Path(a.root)
-    scripts = [Path(s) for s in a.scripts]
-    for s in scripts:
-        if not s.is_file():
-            print(f"error: {s}: no such script", file=sys.stderr)
+    files = []
+    for name in a.modules:
+        f = module_file(root, name)
+        if f is None:
+            print(f"error: {name}: no such module under {root}/", file=sys.stderr)
             return 2
-    for f in closure(root, scripts):
+        files.append(f)
+    # the parent packages' __init__.py run first when `python -m a.b` imports a.b
+    parts = [n.split(".") for n in a.modules]
+    files += [f for p in parts for i in range(1, len(p)) if (f := module_file(root, ".".join(p[:i]))) is not None]
+    for f in closure(root, files):
         print(f.as_posix())
     return 0
 

@@ -22,6 +22,11 @@ for arg in "$@"; do
 done
 say() { printf '[setup] %s\n' "$*" >&2; }
 sha() { sha256sum "$1" | cut -d' ' -f1; }
+# The project's own package (python/pyproject.toml), editable and without deps (the lock has them, and
+# setuptools to build it offline): its commands and `python -m persona_axis.<step>` run this checkout.
+install_package() { uv pip install --quiet --python "$1" --no-deps --no-build-isolation -e python; }
+py_sum() { echo "$(sha python/requirements.lock) $(sha python/pyproject.toml)"; }
+gpu_sum() { echo "$(sha python/requirements-gpu.lock) $(sha python/pyproject.toml)"; }
 
 # --- Node -------------------------------------------------------------------------------------
 node_stamp=node_modules/.setup-stamp
@@ -36,7 +41,7 @@ bash scripts/build-cli.sh
 
 # --- Python -----------------------------------------------------------------------------------
 py_stamp=.venv/.setup-stamp
-if [[ ! -f $py_stamp || "$(cat $py_stamp)" != "$(sha python/requirements.lock)" ]]; then
+if [[ ! -f $py_stamp || "$(cat $py_stamp)" != "$(py_sum)" ]]; then
   if ! command -v uv >/dev/null 2>&1; then
     say "installing uv (Python package installer)"
     python3 -m pip install --quiet --disable-pip-version-check uv==0.13.9
@@ -44,19 +49,21 @@ if [[ ! -f $py_stamp || "$(cat $py_stamp)" != "$(sha python/requirements.lock)" 
   say "creating .venv from python/requirements.lock (exact versions and hashes)"
   [[ -x .venv/bin/python ]] || uv venv --quiet .venv --python "$(command -v python3.11 || command -v python3)"
   uv pip sync --quiet --python .venv/bin/python --require-hashes python/requirements.lock
-  sha python/requirements.lock > $py_stamp
+  install_package .venv/bin/python
+  py_sum > $py_stamp
 fi
 
 # --- GPU nodes: vLLM in its own environment (it pins its own torch) -------------------------------
 if (( want_gpu )); then
   gpu_stamp=.venv-gpu/.setup-stamp
-  if [[ ! -f $gpu_stamp || "$(cat $gpu_stamp)" != "$(sha python/requirements-gpu.lock)" ]]; then
+  if [[ ! -f $gpu_stamp || "$(cat $gpu_stamp)" != "$(gpu_sum)" ]]; then
     command -v nvidia-smi >/dev/null 2>&1 || say "warning: nvidia-smi not found; installing .venv-gpu anyway"
     command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --disable-pip-version-check uv==0.13.9
     say "creating .venv-gpu from python/requirements-gpu.lock (vLLM + its torch: ~3.5 GB download)"
     [[ -x .venv-gpu/bin/python ]] || uv venv --quiet .venv-gpu --python 3.12
     uv pip sync --quiet --python .venv-gpu/bin/python --require-hashes python/requirements-gpu.lock
-    sha python/requirements-gpu.lock > $gpu_stamp
+    install_package .venv-gpu/bin/python
+    gpu_sum > $gpu_stamp
   fi
 fi
 

@@ -5,7 +5,7 @@
  *   tsx scripts/stage-deps.ts --write  rewrite the code deps of every stage in pipeline.yaml
  *
  * A stage's code is its glue (the stages/*.ts its cmd runs, with the stages/ modules it imports), the
- * Python scripts the glue runs (runPython("python/x.py")) and the project modules those import
+ * Python modules the glue runs (runPython("persona_axis.x")) and the project modules those import
  * (scripts/python_deps.py, ast-based). The shared glue that cannot change what a stage computes (how
  * to run Python, how to read params, the params' validation: SHARED below) is left out of every
  * stage's identity, so that editing a message there does not make every capture@* stale. The
@@ -15,7 +15,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { execFileSync } from "node:child_process";
+import { $ } from "zx";
 import YAML, { isMap, isScalar, isSeq, type Document, type YAMLMap, type YAMLSeq } from "yaml";
 
 const SHARED = ["stages/lib/python.ts", "stages/lib/params.ts", "stages/lib/schema.ts"];
@@ -50,11 +50,11 @@ function glueClosure(root: string, entry: string): string[] {
   return [...seen];
 }
 
-/** The Python scripts a set of glue files runs. */
-function pythonScripts(root: string, glue: string[]): string[] {
+/** The Python modules (persona_axis.x) a set of glue files runs. */
+function pythonModules(root: string, glue: string[]): string[] {
   const out = new Set<string>();
   for (const f of glue) {
-    for (const m of fs.readFileSync(path.join(root, f), "utf8").matchAll(/runPython\(\s*["']([^"']+\.py)["']/g)) out.add(m[1]);
+    for (const m of fs.readFileSync(path.join(root, f), "utf8").matchAll(/runPython\(\s*["']([\w.]+)["']/g)) out.add(m[1]);
   }
   return [...out].sort();
 }
@@ -64,19 +64,17 @@ function python(root: string): string {
   return fs.existsSync(py) ? py : "python3";
 }
 
-/** The code deps a stage's cmd implies, in pipeline.yaml order: glue, then scripts, then modules. */
+/** The code deps a stage's cmd implies, in pipeline.yaml order: glue, then Python modules. */
 function derivedCodeDeps(root: string, cmd: string): string[] {
   const entries = [...cmd.matchAll(/(?:^|\s)(stages\/[\w.-]+\.ts)\b/g)].map((m) => m[1]);
   if (!entries.length) return [];
   const glue = [...new Set(entries.flatMap((e) => glueClosure(root, e)))];
-  const scripts = pythonScripts(root, glue);
-  const modules = scripts.length
-    ? execFileSync(python(root), [path.join(root, "scripts/python_deps.py"), "--root", "python", ...scripts], { cwd: root, encoding: "utf8" })
-        .split("\n")
-        .filter((l) => l && !scripts.includes(l))
+  const modules = pythonModules(root, glue);
+  const files = modules.length
+    ? $.sync({ cwd: root, quiet: true })`${python(root)} ${path.join(root, "scripts/python_deps.py")} --root python ${modules}`.stdout.split("\n").filter(Boolean)
     : [];
   const sortGlue = (a: string, b: string) => Number(a.includes("/lib/")) - Number(b.includes("/lib/")) || a.localeCompare(b);
-  return [...glue.filter((f) => !SHARED.includes(f)).sort(sortGlue), ...scripts, ...modules];
+  return [...glue.filter((f) => !SHARED.includes(f)).sort(sortGlue), ...files];
 }
 
 interface StageDiff {

@@ -1,4 +1,4 @@
-/** capture@<checkpoint>: residual-stream activations of the response tokens (python/capture.py). */
+/** capture@<checkpoint>: residual-stream activations of the response tokens (persona_axis.capture). */
 import path from "node:path";
 import { gpuStageEnv, templateSource } from "./lib/checkpoint.ts";
 import { loadStudyParams } from "./lib/params.ts";
@@ -9,5 +9,5 @@ await stageMain(async () => {
   const [name, modelDir, transcripts, outDir] = usage(4, "capture.ts <checkpoint> <model-dir> <transcripts-dir> <out-dir>");
   const p = loadStudyParams();
   const finalDir = path.join(path.dirname(modelDir), "final");
-  return runPython("python/capture.py", captureArgs(p, name, modelDir, transcripts, outDir, templateSource(p, finalDir)), gpuStageEnv());
+  return runPython("persona_axis.capture", captureArgs(p, name, modelDir, transcripts, outDir, templateSource(p, finalDir)), gpuStageEnv());
 });

@@ -1,4 +1,4 @@
-/** generate: role-play transcripts from the final checkpoint (python/generate.py). */
+/** generate: role-play transcripts from the final checkpoint (persona_axis.generate). */
 import { gpuStageEnv } from "./lib/checkpoint.ts";
 import { loadStudyParams } from "./lib/params.ts";
 import { runPython, stageMain, usage } from "./lib/python.ts";
@@ -10,5 +10,5 @@ await stageMain(async () => {
   // one worker per GPU the runner gave the stage (resources.gpus = generation.gpus, CUDA_VISIBLE_DEVICES);
   // auto/vllm: in .venv-gpu when `npm run setup -- --gpu` made it (there auto picks vLLM with a GPU)
   const args = generateArgs(p, "final", finalDir, outDir, p.generation.gpus);
-  return runPython("python/generate.py", args, gpuStageEnv(), { vllm: p.generation.backend !== "hf" });
+  return runPython("persona_axis.generate", args, gpuStageEnv(), { vllm: p.generation.backend !== "hf" });
 });

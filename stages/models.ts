@@ -1,7 +1,7 @@
 /**
  * models: prepare every checkpoint into <out>/<name>/.
  *
- * Hub checkpoints (`build: hub`) are pinned to a commit: python/models.py resolves each revision once
+ * Hub checkpoints (`build: hub`) are pinned to a commit: persona_axis.pin_models resolves each revision once
  * to its sha (or takes the params' `sha:`, or a revision that is a sha) and writes
  * <out>/<name>/checkpoint.json {name, model, revision, sha} (+ chat_template.jinja when the commit has
  * one) and <out>/pins.yaml; then downloads each pinned commit into the Hugging Face cache (HF_HOME),
@@ -33,7 +33,7 @@ async function check(args: string[]): Promise<number> {
     process.stdout.write("models --check: no Hub checkpoints in this profile (all built locally)\n");
     return 0;
   }
-  return runPython("python/models.py", ["check", "--checkpoints", hubSpecs(p), "--template-from", "final"]);
+  return runPython("persona_axis.pin_models", ["check", "--checkpoints", hubSpecs(p), "--template-from", "final"]);
 }
 
 async function prepare(outDir: string): Promise<number> {
@@ -47,10 +47,10 @@ async function prepare(outDir: string): Promise<number> {
   const hub = entries.filter(([, c]) => c.build === "hub");
   if (hub.length) {
     const update = process.env.PERSONA_MODELS_UPDATE ?? "";
-    let code = await runPython("python/models.py", ["pin", "--checkpoints", hubSpecs(p), "--out-dir", outDir, "--update", update]);
+    let code = await runPython("persona_axis.pin_models", ["pin", "--checkpoints", hubSpecs(p), "--out-dir", outDir, "--update", update]);
     if (code !== 0) return code;
     if (process.env.PERSONA_MODELS_DOWNLOAD !== "0") {
-      code = await runPython("python/models.py", ["download", "--out-dir", outDir, "--names", ...hub.map(([n]) => n)]);
+      code = await runPython("persona_axis.pin_models", ["download", "--out-dir", outDir, "--names", ...hub.map(([n]) => n)]);
       if (code !== 0) return code;
     }
   } else {
@@ -66,9 +66,9 @@ async function prepare(outDir: string): Promise<number> {
     const tiny = c.build.match(/^tiny-(olmo2|gpt-neox):(\d+)$/);
     const pert = c.build.match(/^perturb:([^:]+):([0-9.]+):(\d+)$/);
     if (tiny) {
-      code = await runPython("python/make_tiny_model.py", ["--arch", tiny[1].replace("-", "_"), "--seed", tiny[2], "--output-dir", dir]);
+      code = await runPython("persona_axis.tiny_models", ["--arch", tiny[1].replace("-", "_"), "--seed", tiny[2], "--output-dir", dir]);
     } else if (pert) {
-      code = await runPython("python/make_tiny_model.py", ["--perturb-from", path.join(outDir, pert[1]), "--scale", pert[2], "--seed", pert[3], "--output-dir", dir]);
+      code = await runPython("persona_axis.tiny_models", ["--perturb-from", path.join(outDir, pert[1]), "--scale", pert[2], "--seed", pert[3], "--output-dir", dir]);
     } else throw new Error(`checkpoints.${name}.build: unsupported ${c.build}`);
     if (code !== 0) return code;
   }

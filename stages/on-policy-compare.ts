@@ -1,5 +1,5 @@
 /**
- * on_policy_compare: fixed-transcript and on-policy movement side by side (python/on_policy.py), or,
+ * on_policy_compare: fixed-transcript and on-policy movement side by side (persona_axis.on_policy), or,
  * under `study.transcripts: fixed`, a summary.json saying the variant is off (the report says so).
  */
 import fs from "node:fs";
@@ -33,5 +33,5 @@ await stageMain(async () => {
     args.push("--own", `${name}=${path.join(own, "activations")}`);
     if (p.judge.filter) args.push("--own-scores", `${name}=${path.join(own, "scores")}`);
   }
-  return runPython("python/on_policy.py", args);
+  return runPython("persona_axis.on_policy", args);
 });

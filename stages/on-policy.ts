@@ -43,10 +43,10 @@ await stageMain(async () => {
   const transcripts = path.join(outDir, "transcripts");
   // the GPUs the runner gave this stage (resources.gpus = capture.gpus) serve generation and capture alike
   const gen = generateArgs(p, name, modelDir, transcripts, p.capture.gpus, template);
-  let code = await runPython("python/generate.py", gen, gpuStageEnv(), { vllm: p.generation.backend !== "hf" });
+  let code = await runPython("persona_axis.generate", gen, gpuStageEnv(), { vllm: p.generation.backend !== "hf" });
   if (code !== 0) return code;
   // judged always, as the fixed transcripts are; the scores select rows only when judge.filter is on
-  code = await runPython("python/judge.py", judgeArgs(p, transcripts, path.join(outDir, "scores")), {}, { vllm: p.judge.backend === "local" });
+  code = await runPython("persona_axis.judge", judgeArgs(p, transcripts, path.join(outDir, "scores")), {}, { vllm: p.judge.backend === "local" });
   if (code !== 0) return code;
-  return runPython("python/capture.py", captureArgs(p, name, modelDir, transcripts, path.join(outDir, "activations"), template), gpuStageEnv());
+  return runPython("persona_axis.capture", captureArgs(p, name, modelDir, transcripts, path.join(outDir, "activations"), template), gpuStageEnv());
 });

@@ -1,7 +1,7 @@
 /**
  * paper_data: the paper's role data (safety-research/assistant-axis at the commit pinned in
  * data/assistant-axis.manifest.json), fetched and verified file by file against the manifest's
- * sha256 digests (python/paper_data.py). paper_data.source: `download` (paper_data.url, a tarball;
+ * sha256 digests (persona_axis.paper_data). paper_data.source: `download` (paper_data.url, a tarball;
  * `{commit}` is filled from the manifest), a local checkout / data directory / tarball (offline
  * clusters), or `off` for profiles that use the project's own data/ (then this stage only writes a
  * note: the engine has no conditional stages, so the stage exists in every profile).
@@ -22,5 +22,5 @@ await stageMain(async () => {
     return 0;
   }
   const from = d.source === "download" ? ["--url", d.url] : ["--source", d.source];
-  return runPython("python/paper_data.py", ["--manifest", PAPER_MANIFEST, "--output-dir", outDir, ...from]);
+  return runPython("persona_axis.paper_data", ["--manifest", PAPER_MANIFEST, "--output-dir", outDir, ...from]);
 });

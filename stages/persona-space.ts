@@ -10,5 +10,5 @@ await stageMain(async () => {
     "--permutations", p.statistics.permutations, "--bootstrap", p.statistics.bootstrap, "--seed", p.statistics.seed];
   if (!p.statistics.resample_prompts) args.push("--no-resample-prompts");
   if (p.judge.filter) args.push("--scores-dir", scores);
-  return runPython("python/persona_space.py", args);
+  return runPython("persona_axis.persona_space", args);
 });

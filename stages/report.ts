@@ -15,7 +15,7 @@ await stageMain(async () => {
   const paramsFile = path.join(tmp, "params.json");
   fs.writeFileSync(paramsFile, JSON.stringify(shown, null, 2) + "\n");
   try {
-    return await runPython("python/report.py", ["--persona-space-dir", personaSpace, "--movement-dir", movement, "--on-policy-dir", onPolicy,
+    return await runPython("persona_axis.report", ["--persona-space-dir", personaSpace, "--movement-dir", movement, "--on-policy-dir", onPolicy,
       "--output-dir", outDir, "--params-file", paramsFile, "--title", p.report.title,
       "--roles-to-track", p.report.track_roles.join(",")]);
   } finally {

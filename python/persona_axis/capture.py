@@ -245,10 +245,10 @@ def parse_layers(values: Sequence[str] | None) -> list[int] | None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="capture.py",
+        prog="persona-axis-capture",
         description="Capture response-token activations (residual stream after decoder blocks) per role.")
     p.add_argument("--model-name", required=True, help="Hugging Face model id or local model directory")
-    p.add_argument("--checkpoint", default="", help="git revision of --model-name (not used for local dirs; "
+    p.add_argument("--revision", default="", help="git revision of --model-name (not used for local dirs; "
                                                     "recorded in the metadata either way)")
     p.add_argument("--transcript-dir", required=True, help="directory of <role>.jsonl transcripts")
     p.add_argument("--role-data-dir", default=None,
@@ -302,9 +302,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"capture: system prompts checked against {role_dir}{also}", file=sys.stderr)
         else:
             print("capture: prompts NOT checked against role data (no --role-data-dir)", file=sys.stderr)
-        tokenizer = load_tokenizer(a.model_name, a.checkpoint or None, a.chat_template_from)
+        tokenizer = load_tokenizer(a.model_name, a.revision or None, a.chat_template_from)
         torch.backends.cuda.matmul.allow_tf32 = False  # float32 aggregation must stay float32
-        model = load_model(a.model_name, a.checkpoint or None, a.dtype, device, random_init_seed=a.random_init_seed)
+        model = load_model(a.model_name, a.revision or None, a.dtype, device, random_init_seed=a.random_init_seed)
         n = num_hidden_layers(model)
         layers = list(range(n)) if a.all_layers else (parse_layers(a.layers) or [n // 2])
         max_length = a.max_length
@@ -318,8 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             tokenizer.chat_template, sort_keys=True)
         if a.random_init_seed is not None:
             from persona_axis.random_init import checkpoint_label
-            a.checkpoint = checkpoint_label(a.checkpoint, a.random_init_seed)
-        run = RunInfo(model=a.model_name, checkpoint=a.checkpoint, compute_dtype=a.dtype,
+            a.revision = checkpoint_label(a.revision, a.random_init_seed)
+        run = RunInfo(model=a.model_name, checkpoint=a.revision, compute_dtype=a.dtype,
                       chat_template_sha256=hashlib.sha256(template.encode("utf-8")).hexdigest(),
                       chat_template_from=a.chat_template_from or "",
                       extra={"prompts_checked_against": a.role_data_dir})
@@ -338,3 +338,6 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{(1 - tok / pad) * 100 if pad else 0:.1f}%", file=sys.stderr)
     return 0
 
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -202,7 +202,7 @@ def load_metadata(directory: str | os.PathLike, role: str) -> RoleMetadata:
         dtype=str(raw.get("dtype", "")), samples=samples, raw=raw)
 
 
-def load_role(directory: str | os.PathLike, role: str, layers: Iterable[int] | None = None) -> RoleCapture:
+def load_role_capture(directory: str | os.PathLike, role: str, layers: Iterable[int] | None = None) -> RoleCapture:
     """Activations + metadata of one role, checked against each other. ``layers``: keep only these."""
     meta = load_metadata(directory, role)
     path = activations_path(directory, role)

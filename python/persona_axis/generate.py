@@ -63,11 +63,11 @@ class RunConfigError(InputError):
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        prog="generate.py",
+        prog="persona-axis-generate",
         description="Generate role-playing transcripts (one <role>.jsonl per role) with vLLM or transformers.",
     )
     p.add_argument("--model-name", default=DEFAULT_MODEL, help="Hub id or local directory (default: %(default)s)")
-    p.add_argument("--checkpoint", default="main", help="git revision of the model on the Hub (default: main); "
+    p.add_argument("--revision", default="main", help="git revision of the model on the Hub (default: main); "
                    "recorded but not used to load a local directory")
     p.add_argument("--roles", nargs="*", default=None,
                    help="roles to generate (space or comma separated; default: every file in --roles-dir)")
@@ -82,7 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--run-name", default=None, help="names the default output directory (required without --output-dir)")
     p.add_argument("--output-dir", default=None,
                    help="fixed output directory (pipeline use); existing lines in it are kept and only missing "
-                        "ones generated. Default: outputs/transcripts/<run-name>_<timestamp>/<model>/<checkpoint>/")
+                        "ones generated. Default: outputs/transcripts/<run-name>_<timestamp>/<model>/<revision>/")
     p.add_argument("--outputs-root", default="outputs/transcripts", help=argparse.SUPPRESS)
     p.add_argument("--resume", action="store_true", help="continue the run of --run-name at --timestamp")
     p.add_argument("--timestamp", default=None, help="the run to resume (YYYYmmdd_HHMMSS, as in its directory name)")
@@ -146,9 +146,9 @@ def resolve_output_dir(a: argparse.Namespace) -> Path:
         return Path(a.output_dir)
     stamp = a.timestamp or datetime.now(timezone.utc).strftime("%Y%m%d_%H%M%S")
     model_part = a.model_name.strip("/").replace("/", "_")
-    out = Path(a.outputs_root) / f"{a.run_name}_{stamp}" / model_part / a.checkpoint.replace("/", "_")
+    out = Path(a.outputs_root) / f"{a.run_name}_{stamp}" / model_part / a.revision.replace("/", "_")
     if a.resume and not out.is_dir():
-        raise RunConfigError(f"--resume: run directory {out} does not exist (check --run-name, --timestamp, --model-name, --checkpoint)")
+        raise RunConfigError(f"--resume: run directory {out} does not exist (check --run-name, --timestamp, --model-name, --revision)")
     return out
 
 
@@ -170,7 +170,7 @@ def run_settings(a: argparse.Namespace, backend: str, dtype: str, role_names: li
     s: dict[str, Any] = {
         "format": FORMAT,
         "model": a.model_name,
-        "checkpoint": a.checkpoint,
+        "checkpoint": a.revision,
         "backend": backend,
         "dtype": dtype,
         "sampling": {"temperature": a.temperature, "top_p": a.top_p, "max_tokens": a.max_tokens},
@@ -226,7 +226,7 @@ def check_previous_run(out_dir: Path, settings: dict, overwrite: bool) -> None:
         p.unlink()
 
 
-def request_record(req: Request, gen: Generation, seed: int, model: str, checkpoint: str) -> dict:
+def request_record(req: Request, gen: Generation, seed: int, model: str, revision: str) -> dict:
     return {
         "role": req.role,
         "system_prompt_idx": req.system_prompt_idx,
@@ -240,7 +240,7 @@ def request_record(req: Request, gen: Generation, seed: int, model: str, checkpo
         "num_tokens": gen.num_tokens,
         "seed": seed,
         "model": model,
-        "checkpoint": checkpoint,
+        "checkpoint": revision,  # the model revision (the field keeps its name: transcripts stay byte-identical)
     }
 
 
@@ -317,10 +317,10 @@ def make_backend(a: argparse.Namespace, backend: str):
     if backend == "hf":
         from .generation_backends import HFBackend
 
-        return HFBackend(a.model_name, a.checkpoint, device=a.device, dtype=a.dtype)
+        return HFBackend(a.model_name, a.revision, device=a.device, dtype=a.dtype)
     from .generation_backends import VLLMBackend
 
-    return VLLMBackend(a.model_name, a.checkpoint, dtype=a.dtype, seed=a.seed,
+    return VLLMBackend(a.model_name, a.revision, dtype=a.dtype, seed=a.seed,
                        tensor_parallel_size=a.tensor_parallel_size, max_model_len=a.max_model_len)
 
 
@@ -416,7 +416,7 @@ def run_generation(a: argparse.Namespace, *, backend_obj: Any = None) -> Path:
             for key, gen in backend_obj.generate_groups(groups, params, batch_size=a.batch_size,
                                                         kv_cache_gb=a.kv_cache_gb):
                 r = reqs[key]
-                pending.setdefault(r.role, []).append(request_record(r, gen, seed_of(r), a.model_name, a.checkpoint))
+                pending.setdefault(r.role, []).append(request_record(r, gen, seed_of(r), a.model_name, a.revision))
                 n_pending = sum(len(v) for v in pending.values())
                 # Lines reach the disk once a second, or once a batch's worth is done.
                 if time.monotonic() - last >= 1.0 or n_pending >= a.batch_size:
@@ -434,7 +434,7 @@ def run_generation(a: argparse.Namespace, *, backend_obj: Any = None) -> Path:
                 gens = backend_obj.generate(ids, seeds, params)
                 per_role: dict[str, list[dict]] = {}
                 for r, g, s in zip(chunk, gens, seeds):
-                    per_role.setdefault(r.role, []).append(request_record(r, g, s, a.model_name, a.checkpoint))
+                    per_role.setdefault(r.role, []).append(request_record(r, g, s, a.model_name, a.revision))
                 for role, recs in per_role.items():
                     write(role, recs)
     finally:

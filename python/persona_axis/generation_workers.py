@@ -23,7 +23,8 @@ from pathlib import Path
 from .transcripts import read_records, record_key, write_records_sorted
 
 PARTS = ".parts"
-SCRIPT = Path(__file__).resolve().parents[1] / "generate.py"
+#: where this persona_axis lives: each worker imports the same code as the run that starts it
+PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 
 
 class WorkerFailed(RuntimeError):
@@ -117,11 +118,12 @@ def run_workers(a, out_dir: Path, progress) -> None:
     procs = []
     for i in range(n):
         env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, os.environ.get("PYTHONPATH")) if p)
         gpu = _gpu_for(i)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         part_dir(out_dir, i).mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, str(SCRIPT), *argv, "--output-dir", str(out_dir), "--worker", f"{i}/{n}", "--no-progress"]
+        cmd = [sys.executable, "-m", "persona_axis.generate", *argv, "--output-dir", str(out_dir), "--worker", f"{i}/{n}", "--no-progress"]
         procs.append(subprocess.Popen(cmd, env=env))
     follower = _PartFollower(out_dir / PARTS)
     failed: list[str] = []

@@ -130,7 +130,7 @@ def summarize(results: dict[str, dict[tuple, dict]], n_responses: dict[str, int]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="judge.py", description="Score transcript responses 0-3 for role adherence.")
+    p = argparse.ArgumentParser(prog="persona-axis-judge", description="Score transcript responses 0-3 for role adherence.")
     p.add_argument("--transcript-dir", required=True, help="directory of <role>.jsonl transcripts (generate.py output)")
     p.add_argument("--roles-dir", default="data/roles/instructions", help="role files with eval_prompt (default: %(default)s)")
     p.add_argument("--output-dir", required=True, help="where <role>.jsonl scores and summary.json go")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from persona_axis.capture_format import DEFAULT_ROLE, load_metadata, load_role
+from persona_axis.capture_format import DEFAULT_ROLE, load_metadata, load_role_capture
 from persona_axis.errors import InputError
 from persona_axis.persona_space import RoleSelection
 
@@ -46,7 +46,7 @@ def load_layer_rows(activations_dir: str | os.PathLike, selection: RoleSelection
         keys = [meta.samples[j] for j in idx]
         order = sorted(range(len(idx)), key=lambda j: keys[j])
         idx = idx[order]
-        cap = load_role(activations_dir, role, [layer])
+        cap = load_role_capture(activations_dir, role, [layer])
         parts.append(cap.activations[layer].index_select(0, torch.from_numpy(idx)).to(torch.float32))
         lab.append(torch.full((len(idx),), i, dtype=torch.int64))
         prompts.append(np.array([meta.samples[j][0] for j in idx], dtype=np.int64))

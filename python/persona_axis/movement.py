@@ -373,7 +373,7 @@ def write_outputs(m: Movement, output_dir: str | os.PathLike) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Project every checkpoint's persona space onto the reference's.")
+    p = argparse.ArgumentParser(prog="persona-axis-movement", description="Project every checkpoint's persona space onto the reference's.")
     p.add_argument("--reference-dir", required=True, help="persona_space output of the reference checkpoint")
     p.add_argument("--checkpoint", action="append", required=True, metavar="NAME=ACTIVATIONS_DIR",
                    help="a checkpoint's capture directory; repeat, in order (base, SFT, ..., final)")

@@ -11,7 +11,7 @@ the same question resamples, so they can be put side by side and differenced:
 * Roles: those the reference persona space kept (fixed transcripts, its judge filter) that also pass the
   same filter (min_score, min_count) on every on-policy checkpoint's own transcripts. A role that one
   checkpoint does not play is out of both columns, so neither side's numbers rest on other roles.
-* Rows: fixed side, the reference's passing responses at every checkpoint (as ``project``); on-policy
+* Rows: fixed side, the reference's passing responses at every checkpoint (as ``movement``); on-policy
   side, each checkpoint's own passing responses (its own scores).
 * Intervals: one weight matrix (questions and system-prompt slots drawn with replacement, the fixed
   reference's cells) is applied to both sides and every checkpoint, so the interval of
@@ -163,7 +163,7 @@ def _named_dirs(specs: Sequence[str] | None, what: str) -> dict[str, Path]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Fixed-transcript and on-policy movement, side by side (docs/statistics.md).")
+    p = argparse.ArgumentParser(prog="persona-axis-on-policy", description="Fixed-transcript and on-policy movement, side by side (docs/statistics.md).")
     p.add_argument("--reference-dir", required=True, help="persona_space output (fixed transcripts) of the reference")
     p.add_argument("--checkpoint", action="append", required=True, metavar="NAME=ACTIVATIONS_DIR",
                    help="a checkpoint's capture of the fixed transcripts; repeat, in order")

@@ -250,7 +250,7 @@ def fetch(manifest: Manifest, out_dir: str | os.PathLike, *, url: str | None = N
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="paper_data.py", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="persona-axis-paper-data", description=__doc__.split("\n\n")[0])
     ap.add_argument("--manifest", required=True, help="the sha256 manifest (data/assistant-axis.manifest.json)")
     ap.add_argument("--output-dir", help="where the verified files go")
     src = ap.add_mutually_exclusive_group()
@@ -279,3 +279,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"paper_data: {r['files']} files of {manifest.repository}@{manifest.commit[:12]} verified "
           f"from {r['source']} -> {a.output_dir}", file=sys.stderr)
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

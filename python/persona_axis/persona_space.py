@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from persona_axis.activation_io import load_scores, save_layer_tensors, write_csv, write_json
-from persona_axis.capture_format import DEFAULT_ROLE, Key, RoleMetadata, list_roles, load_metadata, load_role
+from persona_axis.capture_format import DEFAULT_ROLE, Key, RoleMetadata, list_roles, load_metadata, load_role_capture
 from persona_axis.errors import InputError
 
 VARIANCE_THRESHOLDS = (0.70, 0.80, 0.90, 0.95)
@@ -167,12 +167,12 @@ def compute_vectors(activations_dir: str | os.PathLike, selection: RoleSelection
                          "(lower --min-count or --min-score)")
     default_meta = load_metadata(activations_dir, DEFAULT_ROLE)
     layers = sorted(int(x) for x in (layers if layers is not None else default_meta.layers))
-    default = load_role(activations_dir, DEFAULT_ROLE, layers)
+    default = load_role_capture(activations_dir, DEFAULT_ROLE, layers)
     default_vector = masked_mean(default.activations, None)
     identity = (default_meta.model, default_meta.checkpoint, default_meta.aggregation)
     per_role: dict[int, list[np.ndarray]] = {layer: [] for layer in layers}
     for role in selection.kept:
-        cap = load_role(activations_dir, role, layers)
+        cap = load_role_capture(activations_dir, role, layers)
         got = (cap.metadata.model, cap.metadata.checkpoint, cap.metadata.aggregation)
         if got != identity:
             raise InputError(f"{cap.metadata.path}: model/checkpoint/aggregation {got} differ from the default role's "
@@ -470,7 +470,7 @@ def parse_roles(values: Sequence[str] | None) -> list[str] | None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Role vectors, default vector, Assistant Axis and PCA of one checkpoint.")
+    p = argparse.ArgumentParser(prog="persona-axis-persona-space", description="Role vectors, default vector, Assistant Axis and PCA of one checkpoint.")
     p.add_argument("--activations-dir", required=True, help="capture output of one checkpoint")
     p.add_argument("--scores-dir", default=None, help="judge output (<role>.jsonl); omit for no filter")
     p.add_argument("--output-dir", required=True)

@@ -152,7 +152,7 @@ def cmd_check(a: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="models.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="persona-axis-models", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("pin", help="resolve and keep each Hub checkpoint's commit sha")
     s.add_argument("--checkpoints", required=True, help="JSON object (or @file)")
@@ -186,3 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: lost the connection to the Hub at {constants.ENDPOINT}: {type(e).__name__}: {e}; "
               "rerun (complete files are kept)", file=sys.stderr)
         return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

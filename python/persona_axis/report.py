@@ -450,7 +450,7 @@ def build_report(persona_space_dir: str | os.PathLike, movement_dir: str | os.Pa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Self-contained HTML report of persona space and its movement.")
+    p = argparse.ArgumentParser(prog="persona-axis-report", description="Self-contained HTML report of persona space and its movement.")
     p.add_argument("--persona-space-dir", required=True)
     p.add_argument("--movement-dir", required=True)
     p.add_argument("--output-dir", required=True)

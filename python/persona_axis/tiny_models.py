@@ -150,7 +150,7 @@ def perturb_model(src: str | os.PathLike, dst: str | os.PathLike, *, scale: floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Build a tiny random-init model (+tokenizer, chat template) locally.")
+    p = argparse.ArgumentParser(prog="persona-axis-tiny-model", description="Build a tiny random-init model (+tokenizer, chat template) locally.")
     p.add_argument("--output-dir", required=True)
     p.add_argument("--arch", choices=["olmo2", "gpt_neox"], default="olmo2")
     p.add_argument("--seed", type=int, default=0)

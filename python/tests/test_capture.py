@@ -192,7 +192,7 @@ def test_mean_last_none_equal_the_unbatched_reference(models, transcripts, tmp_p
 def test_output_loads_through_the_analysis_reader_and_storage_dtype(models, transcripts, tmp_path):
     capture(models["olmo2"], transcripts, tmp_path / "f32", [1], "mean")
     capture(models["olmo2"], transcripts, tmp_path / "bf16", [1], "mean", storage="bfloat16", max_batch_tokens=4096)
-    rc = capture_format.load_role(tmp_path / "f32", "pirate")
+    rc = capture_format.load_role_capture(tmp_path / "f32", "pirate")
     assert rc.activations[1].shape == (13, 64) and rc.metadata.layers == [1]
     assert capture_format.list_roles(tmp_path / "f32") == ["pirate"]  # default is kept apart
     meta, acts = load_out(tmp_path / "bf16", "pirate")
@@ -257,7 +257,7 @@ def test_resume_after_kill_gives_identical_files(models, tmp_path):
     assert run_cli(*common, "--output-dir", clean) == 0
     killed = tmp_path / "killed"
     env = dict(os.environ, PYTHONPATH=str(ROOT / "python"), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "python" / "capture.py"), *map(str, common),
+    proc = subprocess.Popen([sys.executable, "-m", "persona_axis.capture", *map(str, common),
                              "--output-dir", str(killed)], env=env, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while not (killed / "a_small_metadata.json").exists():
@@ -370,7 +370,7 @@ def test_prompt_check_does_not_depend_on_the_current_directory(models, tmp_path)
     resolved against the cwd as usual), the check runs from anywhere."""
     tdir = write_transcripts(tmp_path / "tr", {"pirate": make_records("pirate", 4, seed=8)})
     env = dict(os.environ, PYTHONPATH=str(ROOT / "python"), OMP_NUM_THREADS="1")
-    common = [sys.executable, str(ROOT / "python" / "capture.py"), "--model-name", str(models["olmo2"]),
+    common = [sys.executable, "-m", "persona_axis.capture", "--model-name", str(models["olmo2"]),
               "--transcript-dir", str(tdir), "--dtype", "float32", "--device", DEVICE, "--layers", "1", "--no-progress"]
     runs = {}
     for name, cwd in [("root", ROOT), ("elsewhere", tmp_path)]:

@@ -22,7 +22,7 @@ from persona_axis.prompts import prompt_token_ids, render_prompt
 from persona_axis.seeds import request_seed
 from persona_axis.transcripts import read_records, record_key
 
-SCRIPT = ROOT / "python" / "generate.py"
+SCRIPT = "persona_axis.generate"
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_same_seed_gives_identical_files_and_another_seed_differs(reference, tin
 
 def test_killed_run_resumes_to_the_same_lines(reference, tiny_olmo2, role_data, tmp_path):
     out = tmp_path / "killed"
-    cmd = [sys.executable, str(SCRIPT), *gen_args(tiny_olmo2, role_data, out, "--num-rollouts", "2", "--seed", "7",
+    cmd = [sys.executable, "-m", SCRIPT, *gen_args(tiny_olmo2, role_data, out, "--num-rollouts", "2", "--seed", "7",
                                                   "--model-display-name", "TinyOLMo")]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -172,7 +172,7 @@ def test_bad_role_file_fails_before_any_model_is_loaded(role_data, tmp_path):
     shutil.copytree(role_data.roles_dir, rd)
     (rd / "zealot.json").write_text(json.dumps({"instruction": [{"pos": "x"}], "eval_prompt": "no placeholders"}))
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--model-name", str(tmp_path / "no-such-model"),
+    proc = subprocess.run([sys.executable, "-m", SCRIPT, "--model-name", str(tmp_path / "no-such-model"),
                            "--roles-dir", str(rd), "--questions", str(role_data.questions), "--run-name", "x",
                            "--backend", "hf", "--roles", "pirate"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
@@ -184,7 +184,7 @@ def test_bad_role_file_fails_before_any_model_is_loaded(role_data, tmp_path):
 def test_default_output_dir_and_resume_by_timestamp(tiny_olmo2, role_data, tmp_path):
     base = ["--model-name", str(tiny_olmo2), "--roles-dir", str(role_data.roles_dir), "--questions",
             str(role_data.questions), "--roles", "pirate", "--question-count", "1", "--max-tokens", "4",
-            "--backend", "hf", "--no-progress", "--run-name", "demo", "--checkpoint", "stage1-step1000",
+            "--backend", "hf", "--no-progress", "--run-name", "demo", "--revision", "stage1-step1000",
             "--outputs-root", str(tmp_path / "outputs" / "transcripts")]
     assert generate.main(base + ["--timestamp", "20260101_000000"]) == 0
     model_part = str(tiny_olmo2).strip("/").replace("/", "_")
@@ -236,7 +236,7 @@ def test_vllm_backend_batches_all_roles_in_chunks(tiny_olmo2, role_data, tmp_pat
     llm = FakeLLM(tok)
     backend = VLLMBackend(str(tiny_olmo2), "main", llm=llm, sampling_params_cls=FakeSamplingParams)
     out = tmp_path / "v"
-    a = generate.parse_args(["--model-name", "allenai/OLMo-2-1124-7B-Instruct", "--checkpoint", "main",
+    a = generate.parse_args(["--model-name", "allenai/OLMo-2-1124-7B-Instruct", "--revision", "main",
                              "--roles-dir", str(role_data.roles_dir), "--questions", str(role_data.questions),
                              "--output-dir", str(out), "--chunk-size", "10", "--top-p", "0.9", "--no-progress"])
     generate.run_generation(a, backend_obj=backend)
@@ -285,7 +285,7 @@ def test_sampler_inverse_cdf_with_top_p():
 
 def test_two_workers_write_the_same_files_as_one(reference, tiny_olmo2, role_data, tmp_path):
     out = tmp_path / "w2"
-    cmd = [sys.executable, str(SCRIPT), *gen_args(tiny_olmo2, role_data, out, "--num-rollouts", "2", "--seed", "7",
+    cmd = [sys.executable, "-m", SCRIPT, *gen_args(tiny_olmo2, role_data, out, "--num-rollouts", "2", "--seed", "7",
                                                   "--model-display-name", "TinyOLMo", "--gpus", "2")]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -49,7 +49,7 @@ def test_a_killed_worker_fails_the_run_and_the_resume_redoes_only_what_is_missin
     assert sum(len(read_records(p)) for p in clean.glob("*.jsonl")) == TOTAL
 
     out = tmp_path / "two-workers"
-    cmd = [sys.executable, str(SCRIPT), *gen_args(tiny_olmo2, role_data, out, *ARGS, "--gpus", "2")]
+    cmd = [sys.executable, "-m", SCRIPT, *gen_args(tiny_olmo2, role_data, out, *ARGS, "--gpus", "2")]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     victim = None

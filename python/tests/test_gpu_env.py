@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 
 import pytest
 from packaging.requirements import Requirement
@@ -16,6 +17,7 @@ from persona_axis import generate
 
 LOCK = ROOT / "python" / "requirements-gpu.lock"
 IN = ROOT / "python" / "requirements-gpu.in"
+PYPROJECT = ROOT / "python" / "pyproject.toml"
 
 
 def lock_entries() -> dict[str, tuple[str, list[str]]]:
@@ -39,8 +41,10 @@ def lock_entries() -> dict[str, tuple[str, list[str]]]:
 def test_gpu_lock_pins_every_package_with_hashes_and_vllm_brings_its_torch():
     entries = lock_entries()
     wanted = [Requirement(x.split("#")[0].strip()) for x in IN.read_text().splitlines() if x.split("#")[0].strip()]
+    project = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))["project"]
+    wanted += [Requirement(x) for x in project["dependencies"] + project["optional-dependencies"]["test"]]
     for r in wanted:
-        assert r.name.lower() in entries, f"{r.name} of {IN.name} is not in {LOCK.name}: run scripts/lock-python.sh"
+        assert r.name.lower() in entries, f"{r.name} (python/requirements-gpu.in or pyproject.toml) is not in {LOCK.name}: run scripts/lock-python.sh"
         if r.specifier:
             assert entries[r.name.lower()][0] in r.specifier
     assert entries["vllm"][0] == "0.33.0"

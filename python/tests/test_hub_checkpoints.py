@@ -64,7 +64,7 @@ def client_env(hub: FakeHub, hf_home: Path, *, token: str | None = None, offline
 
 
 def models_py(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, str(ROOT / "python" / "models.py"), *args], env=env, capture_output=True, text=True,
+    return subprocess.run([PY, "-m", "persona_axis.pin_models", *args], env=env, capture_output=True, text=True,
                           timeout=180)
 
 

@@ -9,12 +9,11 @@ import sys
 from pathlib import Path
 
 
-from conftest import ROOT
 from fake_openai_server import FakeOpenAIServer
 from persona_axis import judge
 from persona_axis.judge import fill_eval_prompt, parse_score, parse_score_paper
 
-SCRIPT = ROOT / "python" / "judge.py"
+SCRIPT = "persona_axis.judge"
 EVAL = "Does this show the role **{role}**?\nPrompt: {question}\nAnswer: {answer}\nRespond with a number 0-3."
 
 
@@ -44,7 +43,7 @@ def test_http_judge_paper_parser_temperature_and_unscored_counts(tmp_path):
     with FakeOpenAIServer() as srv:
         args = ["--transcript-dir", str(td), "--roles-dir", str(rd), "--output-dir", str(out), "--base-url",
                 srv.base_url, "--no-progress", "--parser", "paper", "--temperature", "1"]
-        proc = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-m", SCRIPT, *args], cwd=tmp_path, capture_output=True, text=True,
                               timeout=120, env={"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": ""})
         assert proc.returncode == 0, proc.stderr
         assert {b["temperature"] for b in srv.bodies} == {1} and len(srv.bodies) == 6
@@ -103,7 +102,7 @@ def test_http_judge_retries_records_missing_scores_and_resumes(tmp_path):
         args = ["--transcript-dir", str(td), "--roles-dir", str(rd), "--output-dir", str(out),
                 "--base-url", srv.base_url, "--concurrency", "4", "--max-retries", "2", "--timeout", "1",
                 "--no-progress"]
-        proc = subprocess.run([sys.executable, str(SCRIPT), *args], cwd=tmp_path, capture_output=True, text=True,
+        proc = subprocess.run([sys.executable, "-m", SCRIPT, *args], cwd=tmp_path, capture_output=True, text=True,
                               timeout=120, env={"PATH": "/usr/bin:/bin", "OPENAI_API_KEY": ""})
         assert proc.returncode == 0, proc.stderr
         assert sorted(p.name for p in out.iterdir()) == ["librarian.jsonl", "pirate.jsonl", "summary.json"]

@@ -69,7 +69,7 @@ def test_models_stage_pins_downloads_and_generate_runs_offline(project, tiny_mod
         out = project / "outputs" / "hubtest"
         assert json.loads((out / "models" / "final" / "checkpoint.json").read_text())["sha"] == sha_a
         # generate loaded the pinned commit from the cache, with the Hub offline.
-        assert f"--model-name {MODEL} --checkpoint {sha_a}" in r.stdout + r.stderr
+        assert f"--model-name {MODEL} --revision {sha_a}" in r.stdout + r.stderr
         rec = json.loads((out / "transcripts" / "pirate.jsonl").read_text().splitlines()[0])
         assert rec["model"] == MODEL and rec["checkpoint"] == sha_a
         n_seen = len(hub.log)

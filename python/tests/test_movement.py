@@ -15,8 +15,8 @@ from persona_axis.capture_format import write_capture
 from persona_axis.movement import main as project_main
 
 ROOT = Path(__file__).resolve().parents[2]
-PERSONA_SPACE = ROOT / "python" / "persona_space.py"
-PROJECT = ROOT / "python" / "project.py"
+PERSONA_SPACE = "persona_axis.persona_space"
+PROJECT = "persona_axis.movement"
 LAYERS = (3, 6)
 D = 32
 N = 60
@@ -63,7 +63,7 @@ def write_study(root: Path, seed: int = 0) -> dict:
 
 
 def run(cli: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(cli), *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", cli, *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def build(root: Path, *, checkpoints=CHECKPOINTS, reference="final") -> subprocess.CompletedProcess:

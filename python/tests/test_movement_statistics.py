@@ -1,4 +1,4 @@
-"""Own-unit numbers, lineage rules and paired bootstrap intervals of the project stage."""
+"""Own-unit numbers, lineage rules and paired bootstrap intervals of the movement stage."""
 from __future__ import annotations
 
 import json
@@ -14,8 +14,8 @@ from persona_axis.capture_format import write_capture
 from persona_axis.lineage import LineageError, require_same_lineage
 
 ROOT = Path(__file__).resolve().parents[2]
-PERSONA_SPACE = ROOT / "python" / "persona_space.py"
-PROJECT = ROOT / "python" / "project.py"
+PERSONA_SPACE = "persona_axis.persona_space"
+PROJECT = "persona_axis.movement"
 D, N = 24, 40
 ROLES = [f"r{i}" for i in range(7)]
 
@@ -45,7 +45,7 @@ def write_checkpoints(root: Path, seed: int = 0) -> dict:
 
 
 def run(cli, *args):
-    return subprocess.run([sys.executable, str(cli), *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", cli, *map(str, args)], capture_output=True, text=True, cwd=ROOT)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ from persona_axis.activation_io import read_csv
 from persona_axis.capture_format import write_capture
 
 ROOT = Path(__file__).resolve().parents[2]
-PERSONA_SPACE = ROOT / "python" / "persona_space.py"
-ON_POLICY = ROOT / "python" / "on_policy.py"
+PERSONA_SPACE = "persona_axis.persona_space"
+ON_POLICY = "persona_axis.on_policy"
 D, N = 24, 40
 ROLES = [f"r{i}" for i in range(7)]
 
@@ -58,7 +58,7 @@ def write_study(root: Path, seed: int = 0) -> None:
 
 
 def run(cli, *args):
-    return subprocess.run([sys.executable, str(cli), *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", cli, *map(str, args)], capture_output=True, text=True, cwd=ROOT)
 
 
 def compare_args(root: Path, out: str, *extra) -> list:
@@ -144,9 +144,9 @@ def test_report_shows_both_columns_and_marks_the_behaviour_change(study):
             "--bootstrap", 50, "--seed", 5, "--lineage", "rand=random-init-rand"]
     for c in ("rand", "base", "final"):
         args += ["--checkpoint", f"{c}={root / 'fixed' / c}"]
-    res = run(ROOT / "python" / "project.py", *args)
+    res = run("persona_axis.movement", *args)
     assert res.returncode == 0, res.stderr
-    res = run(ROOT / "python" / "report.py", "--persona-space-dir", root / "ps", "--movement-dir", root / "mv",
+    res = run("persona_axis.report", "--persona-space-dir", root / "ps", "--movement-dir", root / "mv",
               "--on-policy-dir", root / "cmp", "--output-dir", root / "report")
     assert res.returncode == 0, res.stderr
     page = (root / "report" / "index.html").read_text()
@@ -157,7 +157,7 @@ def test_report_shows_both_columns_and_marks_the_behaviour_change(study):
     assert row["difference_excludes_zero"] == "true"
     cell = page[page.index("default&#x27;s position on the reference axis", page.index("Fixed vs on-policy")):]
     assert cell.split("</tr>")[0].rstrip().endswith("<td>✔</td>")
-    res = run(ROOT / "python" / "report.py", "--persona-space-dir", root / "ps", "--movement-dir", root / "mv",
+    res = run("persona_axis.report", "--persona-space-dir", root / "ps", "--movement-dir", root / "mv",
               "--output-dir", root / "report_fixed")
     assert res.returncode == 0, res.stderr
     assert "On-policy variant off" in (root / "report_fixed" / "index.html").read_text()

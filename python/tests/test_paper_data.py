@@ -58,7 +58,7 @@ def test_planning_does_not_load_torch(tmp_path):
     import subprocess
 
     code = (
-        "import sys; sys.path.insert(0, 'python');"
+        "import sys;"
         "from persona_axis import generate;"
         f"a = generate.parse_args(['--roles-dir', {str(ROLES_DIR)!r}, '--questions', {str(QUESTIONS)!r},"
         f" '--output-dir', {str(tmp_path / 't')!r}]);"

@@ -68,7 +68,7 @@ def server(tmp_path_factory):
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "python" / "paper_data.py"), "--manifest", str(MANIFEST), *args],
+    return subprocess.run([sys.executable, "-m", "persona_axis.paper_data", "--manifest", str(MANIFEST), *args],
                           capture_output=True, text=True, timeout=120)
 
 

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from persona_axis.activation_io import read_csv, write_scores
-from persona_axis.capture_format import load_role, write_capture
+from persona_axis.capture_format import load_role_capture, write_capture
 from persona_axis.errors import InputError
 from persona_axis.persona_space import FilterSettings, analyse, fit_pca
 from persona_axis.persona_space import main as persona_space_main
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = ROOT / "python" / "persona_space.py"
+CLI = "persona_axis.persona_space"
 LAYERS = (2, 5, 8)
 D = 40
 
@@ -56,7 +56,7 @@ def score_all(scores_dir: Path, names: list[str], n_samples: int, score: int = 3
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(CLI), *args], capture_output=True, text=True, cwd=ROOT)
+    return subprocess.run([sys.executable, "-m", CLI, *args], capture_output=True, text=True, cwd=ROOT)
 
 
 def test_known_axis_is_recovered(tmp_path):
@@ -190,7 +190,7 @@ def test_filter_and_min_count_drop_exactly_the_right_roles(tmp_path):
     assert variant.selection.counts["epsilon"]["passing"] == 12
 
     # the role vector of gamma is the mean of exactly its 50 score-3 rows
-    acts = load_role(tmp_path / "acts", "gamma").activations[5].double().numpy()
+    acts = load_role_capture(tmp_path / "acts", "gamma").activations[5].double().numpy()
     np.testing.assert_allclose(paper.vectors.role_vectors[5][1], acts[:50].mean(0), rtol=1e-12)
 
     # no judge: every response counts, outputs say so
@@ -310,4 +310,4 @@ def test_rows_must_match_the_metadata(tmp_path):
     meta["samples"] = meta["samples"][:4]
     (tmp_path / "x_metadata.json").write_text(json.dumps(meta))
     with pytest.raises(InputError, match=r"x_activations.pt: layer 0 has 5 rows but x_metadata.json lists 4 samples"):
-        load_role(tmp_path, "x")
+        load_role_capture(tmp_path, "x")

@@ -16,7 +16,6 @@ from persona_axis.activation_io import write_scores
 from persona_axis.capture_format import write_capture
 
 ROOT = Path(__file__).resolve().parents[2]
-PY = ROOT / "python"
 ARTIFACTS = ROOT / "test-artifacts"
 LAYERS = (4, 8, 12, 16, 20, 24)
 D = 48
@@ -59,13 +58,13 @@ def write_study(root: Path) -> None:
                                       "  min_count: 20\n  layer: 12\n")
 
 
-def run(script: str, *args: str) -> None:
-    res = subprocess.run([sys.executable, str(PY / script), *args], capture_output=True, text=True, cwd=ROOT)
-    assert res.returncode == 0, f"{script} failed:\n{res.stderr}"
+def run(step: str, *args: str) -> None:
+    res = subprocess.run([sys.executable, "-m", f"persona_axis.{step}", *args], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, f"{step} failed:\n{res.stderr}"
 
 
 def render(root: Path, out: Path) -> None:
-    run("report.py", "--persona-space-dir", str(root / "ps"), "--movement-dir", str(root / "mv"), "--output-dir", str(out),
+    run("report", "--persona-space-dir", str(root / "ps"), "--movement-dir", str(root / "mv"), "--output-dir", str(out),
         "--params-file", str(root / "params.yaml"), "--roles-to-track", "pirate,teacher,witch,librarian")
 
 
@@ -73,13 +72,13 @@ def render(root: Path, out: Path) -> None:
 def report(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("report")
     write_study(root)
-    run("persona_space.py", "--activations-dir", str(root / "acts" / "final"), "--scores-dir", str(root / "scores"),
+    run("persona_space", "--activations-dir", str(root / "acts" / "final"), "--scores-dir", str(root / "scores"),
         "--output-dir", str(root / "ps"), "--min-count", "20", "--layer", "12", "--extremes-k", "8",
         "--permutations", "60", "--bootstrap", "40")
     args = []
     for c in CHECKPOINTS:
         args += ["--checkpoint", f"{c}={root / 'acts' / c}"]
-    run("project.py", "--reference-dir", str(root / "ps"), "--scores-dir", str(root / "scores"), "--output-dir",
+    run("movement", "--reference-dir", str(root / "ps"), "--scores-dir", str(root / "scores"), "--output-dir",
         str(root / "mv"), "--bootstrap", "40", *args)
     render(root, root / "report")
     return root

@@ -3,8 +3,10 @@ readers built on them (questions, finished transcripts, judge scores)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -107,12 +109,26 @@ def test_sorted_rewrite_is_atomic_and_in_key_order(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]
 
 
-@pytest.mark.parametrize("script", ["capture", "generate", "judge", "make_tiny_model", "models", "paper_data",
-                                    "persona_space", "project", "report"])
-def test_entry_points_import_the_package_from_any_directory(tmp_path, script):
-    """No sys.path edits: Python puts python/ first on sys.path when it runs python/<script>.py."""
+SCRIPTS = tomllib.loads((ROOT / "python" / "pyproject.toml").read_text(encoding="utf-8"))["project"]["scripts"]
+
+
+@pytest.mark.parametrize("command", sorted(SCRIPTS))
+def test_each_command_of_the_package_is_installed_and_runs_from_any_directory(tmp_path, command):
+    """`npm run setup` installs python/ (pyproject.toml): each command's --help works without PYTHONPATH,
+    and so does `python -m` on its module, the way the stage glue runs it."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    r = subprocess.run([sys.executable, str(ROOT / "python" / f"{script}.py"), "--help"], cwd=tmp_path, env=env,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert "usage:" in r.stdout
+    exe = Path(sys.executable).parent / command
+    assert exe.is_file(), f"{command} is not installed in this environment: run `npm run setup`"
+    module = SCRIPTS[command].split(":")[0]
+    for argv in ([str(exe), "--help"], [sys.executable, "-m", module, "--help"]):
+        r = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.startswith(f"usage: {command} ")
+
+
+def test_the_glue_runs_only_modules_that_are_commands_of_the_package():
+    """Each runPython("persona_axis.x") of stages/ names a module with a command in pyproject.toml."""
+    run = {m for f in (ROOT / "stages").rglob("*.ts")
+           for m in re.findall(r'runPython\(\s*"([\w.]+)"', f.read_text(encoding="utf-8"))}
+    modules = {v.split(":")[0] for v in SCRIPTS.values()}
+    assert run and run <= modules, f"not commands of python/pyproject.toml: {sorted(run - modules)}"

@@ -18,7 +18,7 @@ from persona_axis.persona_space import FilterSettings, analyse, fit_pca, select_
 from persona_axis.space_statistics import label_shuffle_null, p_value_upper, resample_weights
 
 ROOT = Path(__file__).resolve().parents[2]
-CLI = ROOT / "python" / "persona_space.py"
+CLI = "persona_axis.persona_space"
 sys.path.insert(0, str(Path(__file__).parent))
 from test_persona_space import planted_capture  # noqa: E402
 
@@ -44,7 +44,7 @@ def test_batched_gram_pca_equals_the_svd_pca():
 
 def test_planted_axis_is_recovered_with_a_tight_interval_and_small_p(tmp_path):
     planted_capture(tmp_path / "acts", seed=1, n_roles=10, n_samples=60)
-    res = subprocess.run([sys.executable, str(CLI), "--activations-dir", str(tmp_path / "acts"), "--output-dir",
+    res = subprocess.run([sys.executable, "-m", CLI, "--activations-dir", str(tmp_path / "acts"), "--output-dir",
                           str(tmp_path / "ps"), "--min-count", "1", "--permutations", "200", "--bootstrap", "200",
                           "--seed", "5"], capture_output=True, text=True, cwd=ROOT)
     assert res.returncode == 0, res.stderr

@@ -26,7 +26,7 @@ export function pinnedSha(name: string, preparedDir: string): string {
 export function modelArgs(p: Study, name: string, preparedDir: string): string[] {
   const c = p.checkpoints[name];
   if (!c) throw new Error(`unknown checkpoint ${name}; params define: ${Object.keys(p.checkpoints).join(", ")}`);
-  const args = c.build === "hub" ? ["--model-name", c.model, "--checkpoint", pinnedSha(name, preparedDir)] : ["--model-name", preparedDir];
+  const args = c.build === "hub" ? ["--model-name", c.model, "--revision", pinnedSha(name, preparedDir)] : ["--model-name", preparedDir];
   return c.init === "random" ? [...args, "--random-init-seed", String(c.seed)] : args;
 }
 

@@ -1,5 +1,6 @@
 /**
- * Run a Python script of python/ with the project's interpreter, streaming its output (progress bars
+ * Run a step of the project's Python package (`python -m persona_axis.<step>`, python/pyproject.toml)
+ * with the project's interpreter, streaming its output (progress bars
  * included) straight through, and exit with its exit code.
  * Interpreter: $PERSONA_PYTHON if set, else .venv-gpu/bin/python for a stage that can use vLLM when
  * that environment exists (`npm run setup -- --gpu`, docs/gpu-setup.md), else .venv/bin/python.
@@ -23,14 +24,15 @@ export function pythonExecutable(opts: { vllm?: boolean; root?: string; env?: No
   return py;
 }
 
+/** `module`: a module of the package with a main (`persona_axis.capture`); scripts/stage-deps.ts reads these calls. */
 export async function runPython(
-  script: string,
+  module: string,
   args: (string | number)[],
   env: Record<string, string> = {},
   opts: { vllm?: boolean } = {},
 ): Promise<number> {
   const py = pythonExecutable(opts);
-  const argv = [script, ...args.map(String)];
+  const argv = ["-m", module, ...args.map(String)];
   process.stderr.write(`$ ${py} ${argv.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a))).join(" ")}\n`);
   const r = await $({
     stdio: "inherit",

@@ -21,7 +21,7 @@ describe("checkpoint params", () => {
     const prepared = fs.mkdtempSync(path.join(os.tmpdir(), "prepared-"));
     fs.writeFileSync(path.join(prepared, "checkpoint.json"), JSON.stringify({ sha: "a".repeat(40) }));
     expect(modelArgs(p, "random_init", prepared)).toEqual([
-      "--model-name", p.checkpoints.random_init.model, "--checkpoint", "a".repeat(40), "--random-init-seed", "0"]);
+      "--model-name", p.checkpoints.random_init.model, "--revision", "a".repeat(40), "--random-init-seed", "0"]);
     expect(modelArgs(p, "base", prepared)).not.toContain("--random-init-seed");
     expect(lineageOf(p, "random_init")).toBe("random-init-random_init");
     expect(lineageOf(p, "base")).toBe("main");

@@ -44,12 +44,12 @@ describe("code deps derived from the code", () => {
     fs.appendFileSync(rep, "\n\ndef _palette():\n    from .palette import COLORS\n    return COLORS\n");
     const pipe = path.join(dir, "pipeline.yaml");
     const yaml = fs.readFileSync(pipe, "utf8");
-    fs.writeFileSync(pipe, yaml.replace("        - python/persona_axis/roles.py\n", "").replace("      - python/project.py\n", "      - python/project.py\n      - python/persona_axis/seeds.py\n"));
+    fs.writeFileSync(pipe, yaml.replace("        - python/persona_axis/roles.py\n", "").replace("      - python/persona_axis/movement.py\n", "      - python/persona_axis/movement.py\n      - python/persona_axis/seeds.py\n"));
     const r = await stageDeps(dir);
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toContain("stages.report.deps: missing python/persona_axis/palette.py");
     expect(r.stderr).toContain("stages.capture.deps: missing python/persona_axis/roles.py");
-    expect(r.stderr).toContain("stages.project.deps: python/persona_axis/seeds.py is not code the stage runs");
+    expect(r.stderr).toContain("stages.movement.deps: python/persona_axis/seeds.py is not code the stage runs");
     expect(r.stderr).toContain("scripts/stage-deps.ts --write");
     expect((await stageDeps(dir, "--write")).exitCode).toBe(0);
     expect(await stageDeps(dir)).toMatchObject({ exitCode: 0, stderr: "" });
@@ -113,7 +113,7 @@ describe("every param a stage's glue reads is tracked", () => {
         const onPolicyNote = (s.group === "on_policy" || s.name === "on_policy_compare") && params.study.transcripts === "fixed";
         const noPython = (s.name === "models" && !profile) || (s.name === "paper_data" && params.paper_data?.source === "off") || onPolicyNote
           || (s.group === "on_policy" && params.checkpoints[s.name.split("@")[1]!]?.init === "random");
-        if (!noPython) expect(r.argv[0], s.name).toMatch(/^python\/\w+\.py$/);
+        if (!noPython) expect(r.argv.slice(0, 2), s.name).toEqual(["-m", expect.stringMatching(/^persona_axis\.\w+$/)]);
       }
     });
   }

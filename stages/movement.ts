@@ -1,11 +1,11 @@
-/** project: every checkpoint, in params order, into the reference persona space. */
+/** movement: every checkpoint, in params order, into the reference persona space. */
 import path from "node:path";
 import { lineageOf } from "./lib/checkpoint.ts";
 import { loadStudyParams } from "./lib/params.ts";
 import { runPython, stageMain, usage } from "./lib/python.ts";
 
 await stageMain(async () => {
-  const [actsRoot, scores, personaSpace, outDir] = usage(4, "project.ts <activations-root> <scores-dir> <persona-space-dir> <out-dir>");
+  const [actsRoot, scores, personaSpace, outDir] = usage(4, "movement.ts <activations-root> <scores-dir> <persona-space-dir> <out-dir>");
   const p = loadStudyParams();
   const args: (string | number)[] = ["--reference-dir", personaSpace, "--reference-checkpoint", "final", "--output-dir", outDir,
     "--bootstrap", p.statistics.bootstrap, "--seed", p.statistics.seed];
@@ -14,5 +14,5 @@ await stageMain(async () => {
     args.push("--checkpoint", `${name}=${path.join(actsRoot, name)}`, "--lineage", `${name}=${lineageOf(p, name)}`);
   }
   if (p.judge.filter) args.push("--scores-dir", scores);
-  return runPython("python/project.py", args);
+  return runPython("persona_axis.movement", args);
 });
