@@ -177,8 +177,7 @@ export function buildProject(file: YamlFile, loaded: LoadedParams, ctx: Pick<Pro
     if (!n.ok) throw new InputError(`${file.pos(where)}: ${formatKeyPath(where)}: ${n.why}`);
     return n.path;
   };
-  const metrics: string[] = [];
-  (top.data.metrics ?? []).forEach((m, i) => metrics.push(topPath(topValue(m, ["metrics", i]), ["metrics", i])));
+  const metrics = (top.data.metrics ?? []).map((m, i) => topPath(topValue(m, ["metrics", i]), ["metrics", i]));
   for (const s of stages) for (const o of s.outs) if (o.role === "metrics" && !metrics.includes(o.path)) metrics.push(o.path);
   const paramsFiles = (top.data.params ?? []).map((p, i) => topPath(topValue(p, ["params", i]), ["params", i]));
   const artifacts: Record<string, string> = {};
@@ -313,7 +312,7 @@ function resolveStage(load: Load, inst: Instance, group: string, base: KeyPath, 
   for (const role of ["outs", "metrics", "plots"] as const) {
     ((s[role] ?? []) as (string | Record<string, unknown>)[]).forEach((o, i) => {
       let p: string;
-      let opts: Record<string, unknown> = {};
+      const opts: Record<string, unknown> = {};
       if (typeof o === "string") p = norm(o, role, i);
       else {
         const [k, v] = Object.entries(o)[0]!;
@@ -402,7 +401,10 @@ function declaredParams(
   const wanted = new Map<string, { keys: { k: string; at: string }[]; whole: boolean; at: string }>();
   const entry = (f: string, i: number) => {
     let w = wanted.get(f);
-    if (!w) wanted.set(f, (w = { keys: [], whole: false, at: where(i) }));
+    if (!w) {
+      w = { keys: [], whole: false, at: where(i) };
+      wanted.set(f, w);
+    }
     return w;
   };
   entries.forEach((e, i) => {

@@ -22,7 +22,7 @@ import path from "node:path";
 import type { ProjectContext } from "./context.ts";
 import type { Executor, ExecutorIO, JobResult, JobSpec } from "./types.ts";
 import { InputError, PipelineError } from "./errors.ts";
-import { slurmCommand } from "./slurm/commands.ts";
+import { type CommandResult, slurmCommand } from "./slurm/commands.ts";
 import { LogTail } from "./slurm/log-tail.ts";
 import {
   SACCT_FIELDS,
@@ -362,7 +362,7 @@ export class SlurmExecutor implements Executor {
   private async tick(): Promise<void> {
     const ids = [...this.followers.keys()];
     if (ids.length === 0) return;
-    let res;
+    let res: CommandResult;
     try {
       res = await slurmCommand("squeue", ["-h", "-j", ids.join(","), "-o", SQUEUE_FORMAT]);
     } catch {

@@ -61,7 +61,7 @@ export function getPath(root: unknown, parts: string[]): { found: boolean; value
       const i = Number(p);
       if (!/^\d+$/.test(p) || i >= cur.length) return { found: false };
       cur = cur[i];
-    } else if (cur !== null && typeof cur === "object" && Object.prototype.hasOwnProperty.call(cur, p)) {
+    } else if (cur !== null && typeof cur === "object" && Object.hasOwn(cur, p)) {
       cur = (cur as Record<string, unknown>)[p];
     } else {
       return { found: false };

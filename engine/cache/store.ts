@@ -11,7 +11,7 @@
  * was written in place since (e.g. through a hardlinked out) and is re-hashed before use; one that
  * no longer matches its name is moved to <cache>/corrupt/ and counts as missing.
  */
-import fs from "node:fs";
+import type fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import crypto from "node:crypto";

@@ -105,7 +105,8 @@ export async function metricsDiff(ctx: ProjectContext, revs: string[], opts: { j
       if (JSON.stringify(o) === JSON.stringify(n)) continue;
       const e: { old: unknown; new: unknown; diff?: number } = { old: o, new: n };
       if (typeof o === "number" && typeof n === "number") e.diff = n - o;
-      (out[m] ??= {})[k] = e;
+      out[m] ??= {};
+      out[m][k] = e;
     }
   }
   if (opts.json) {

@@ -73,7 +73,7 @@ export async function paramsDiff(ctx: ProjectContext, opts: { json?: boolean }):
   }
   // a key of another params file (`<file>:<key>`) is current as the stages that track it see it
   const now = (key: string) => {
-    const holder = project.stages.find((s) => Object.prototype.hasOwnProperty.call(s.params, key));
+    const holder = project.stages.find((s) => Object.hasOwn(s.params, key));
     if (holder) return { found: true, value: holder.params[key] };
     return key.includes(":") ? { found: false } : getPath(project.params, key.split("."));
   };

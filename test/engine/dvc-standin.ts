@@ -65,7 +65,7 @@ export async function standIn(corpusEntry: string, rel: string): Promise<StandIn
   // the repository is <root>/repo (the shim and its map live beside it, outside what the tools hash)
   fs.renameSync(path.join(root, ".git"), path.join(root, "repo", ".git"));
   const repoRoot = path.join(root, "repo");
-  let project;
+  let project: Awaited<ReturnType<typeof loadProject>>;
   try {
     project = await loadProject(resolveContext({ cwd: dir }));
   } catch {

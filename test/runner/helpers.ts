@@ -130,8 +130,14 @@ export async function inproc(dir: string, args: string[], env: Record<string, st
     saved[k] = process.env[k];
     process.env[k] = v;
   }
-  process.stdout.write = ((s: string | Uint8Array) => ((stdout += String(s)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array) => ((stderr += String(s)), true)) as typeof process.stderr.write;
+  process.stdout.write = ((s: string | Uint8Array) => {
+    stdout += String(s);
+    return true;
+  }) as typeof process.stdout.write;
+  process.stderr.write = ((s: string | Uint8Array) => {
+    stderr += String(s);
+    return true;
+  }) as typeof process.stderr.write;
   let code: number;
   try {
     const ctx = resolveContext({ cwd: dir });
