@@ -30,7 +30,7 @@ import { ParamsFiles } from "./config/params-files.ts";
 import { isUrl, normalizeProjectPath, normalizeWdir } from "./config/paths.ts";
 import { expandForeach, expandMatrix, type Instance } from "./config/expand.ts";
 
-export { YamlFile, formatKeyPath, normalizeProjectPath };
+export { YamlFile, formatKeyPath };
 
 export interface Project {
   ctx: ProjectContext;
@@ -67,7 +67,7 @@ export interface LoadedParams {
  * params.yaml (profiles are complete params files: see params/*.yaml),
  * else params.yaml. A missing params.yaml gives `{}` (fine as long as nothing needs params).
  */
-export function loadParams(ctx: ProjectContext): LoadedParams {
+function loadParams(ctx: ProjectContext): LoadedParams {
   const display = (f: string) => path.relative(ctx.root, f) || f;
   let floats: Set<string> | undefined;
   const readMapping = (file: string) => {
@@ -113,7 +113,7 @@ interface Load {
 }
 
 /** Validate + interpolate + expand every stage of a parsed pipeline.yaml / dvc.yaml. */
-export function buildProject(file: YamlFile, loaded: LoadedParams, ctx: Pick<ProjectContext, "root" | "repoRoot" | "paramsFile"> & Partial<ProjectContext>): Project {
+function buildProject(file: YamlFile, loaded: LoadedParams, ctx: Pick<ProjectContext, "root" | "repoRoot" | "paramsFile"> & Partial<ProjectContext>): Project {
   if (file.value === null || file.value === undefined) {
     throw new InputError(`${file.display}: the file is empty; it needs a \`stages:\` mapping`);
   }

@@ -425,7 +425,7 @@ export class SlurmExecutor implements Executor {
 }
 
 /** Is `bin` an executable file in one of the PATH directories? */
-export function onPath(bin: string, pathEnv = process.env.PATH ?? ""): boolean {
+function onPath(bin: string, pathEnv = process.env.PATH ?? ""): boolean {
   return pathEnv.split(path.delimiter).some((d) => {
     if (!d) return false;
     try {

@@ -17,7 +17,7 @@
  */
 
 const KEY_SOURCE = String.raw`(?<!\\)\$\{([^}]*)\}`;
-export const INTERP_GLOBAL_RE = new RegExp(KEY_SOURCE, "g");
+const INTERP_GLOBAL_RE = new RegExp(KEY_SOURCE, "g");
 const SEGMENT = String.raw`[^.\[\]]+`;
 const KEY_RE = new RegExp(String.raw`^${SEGMENT}(\.${SEGMENT}|\[${SEGMENT}\])*$`);
 
@@ -151,7 +151,7 @@ export function pyNumber(n: number): string {
 }
 
 /** Python's shlex.quote. */
-export function shellQuote(s: string): string {
+function shellQuote(s: string): string {
   if (s === "") return "''";
   if (!/[^\w@%+=:,./-]/.test(s)) return s;
   return `'${s.replace(/'/g, `'"'"'`)}'`;
@@ -180,7 +180,7 @@ function flatten(o: Record<string, unknown>, prefix = "", out: Record<string, un
 }
 
 /** DVC's dict unpacking of a mapping in `cmd`: `--key value` arguments. */
-export function unpackDict(o: Record<string, unknown>, raw: string, isFloat: (key: string) => boolean = () => false): string {
+function unpackDict(o: Record<string, unknown>, raw: string, isFloat: (key: string) => boolean = () => false): string {
   let r = "";
   const num = (k: string, v: unknown) => (typeof v === "number" && isFloat(k) ? pyFloat(v) : pyStr(v));
   for (const [k, v] of Object.entries(flatten(o))) {

@@ -194,7 +194,7 @@ export function formatReason(r: Reason): string {
 }
 
 /** Canonical JSON (sorted mapping keys) of a value. */
-export function canonicalJson(v: unknown): string {
+function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
   if (v !== null && typeof v === "object") {
     const keys = Object.keys(v).sort();

@@ -19,7 +19,7 @@ import { hashFile } from "hasha";
 import { canonicalManifest, sha256, type Manifest } from "../hashing.ts";
 import type { Linker } from "./link.ts";
 
-export const OBJECT_MTIME = new Date("2000-01-01T00:00:00Z");
+const OBJECT_MTIME = new Date("2000-01-01T00:00:00Z");
 const MTIME_MS = OBJECT_MTIME.getTime();
 
 export type ObjectState = "ok" | "missing" | "corrupt";

@@ -25,7 +25,7 @@ function flatten(v: unknown, prefix = "", out: Flat = {}): Flat {
 }
 
 /** Parse a metrics file's text by its extension (JSON, YAML, TOML). */
-export function parseMetrics(file: string, text: string): Read {
+function parseMetrics(file: string, text: string): Read {
   const ext = path.extname(file).toLowerCase();
   try {
     if (ext === ".json") return { data: flatten(JSON.parse(text)) };

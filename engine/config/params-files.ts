@@ -16,7 +16,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** Read `abs` (shown as `display`) as a mapping; `ok: false` when it does not exist. Bad content is an InputError. */
-export function readParamsFile(abs: string, display: string): ParamsRead {
+function readParamsFile(abs: string, display: string): ParamsRead {
   if (!fs.existsSync(abs)) return { ok: false, why: `${display} does not exist` };
   if (fs.statSync(abs).isDirectory()) return { ok: false, why: `${display} is a directory` };
   const ext = path.extname(abs).toLowerCase();

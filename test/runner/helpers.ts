@@ -72,15 +72,6 @@ export function exists(dir: string, rel: string): boolean {
   return fs.existsSync(path.join(dir, rel));
 }
 
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Live (not zombie) processes of a process group, from /proc. */
 export function groupMembers(pgid: number): number[] {
   const out: number[] = [];
