@@ -23,7 +23,7 @@ import {
   topLevelSchema,
   type ResolvedStage,
 } from "./schema.ts";
-import { FieldInterpolationError, Interpolator, InterpolationError, VarsContext, getPath, hasInterpolation, splitKey } from "./interpolate.ts";
+import { FieldInterpolationError, Interpolator, InterpolationError, VarsContext, getPath, hasInterpolation, isPlainObject, splitKey } from "./interpolate.ts";
 import { YamlFile, formatKeyPath, type KeyPath } from "./config/yaml-file.ts";
 import { schemaError } from "./config/schema-errors.ts";
 import { ParamsFiles } from "./config/params-files.ts";
@@ -44,10 +44,6 @@ export interface Project {
   paramsFiles: string[];
   /** Top-level `artifacts`: name -> project-relative path. */
   artifacts: Record<string, string>;
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
 const RESERVED_OUT_ROOTS = [".pipeline", ".git", ".dvc"];

@@ -49,7 +49,8 @@ export function splitKey(raw: string): string[] {
   return key.replace(/\[/g, ".").replace(/\]/g, "").split(".").map((s) => s.trim());
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+/** A mapping (object, not null, not a list): the one check the config and params code shares. */
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
