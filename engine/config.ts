@@ -23,14 +23,14 @@ import {
   topLevelSchema,
   type ResolvedStage,
 } from "./schema.ts";
-import { FieldInterpolationError, Interpolator, InterpolationError, VarsContext, getPath, hasInterpolation, splitKey } from "./interpolate.ts";
+import { FieldInterpolationError, Interpolator, InterpolationError, VarsContext, getPath, hasInterpolation, isPlainObject, splitKey } from "./interpolate.ts";
 import { YamlFile, formatKeyPath, type KeyPath } from "./config/yaml-file.ts";
 import { schemaError } from "./config/schema-errors.ts";
 import { ParamsFiles } from "./config/params-files.ts";
 import { isUrl, normalizeProjectPath, normalizeWdir } from "./config/paths.ts";
 import { expandForeach, expandMatrix, type Instance } from "./config/expand.ts";
 
-export { YamlFile, formatKeyPath, normalizeProjectPath };
+export { YamlFile, formatKeyPath };
 
 export interface Project {
   ctx: ProjectContext;
@@ -44,10 +44,6 @@ export interface Project {
   paramsFiles: string[];
   /** Top-level `artifacts`: name -> project-relative path. */
   artifacts: Record<string, string>;
-}
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
 const RESERVED_OUT_ROOTS = [".pipeline", ".git", ".dvc"];
@@ -67,7 +63,7 @@ export interface LoadedParams {
  * params.yaml (profiles are complete params files: see params/*.yaml),
  * else params.yaml. A missing params.yaml gives `{}` (fine as long as nothing needs params).
  */
-export function loadParams(ctx: ProjectContext): LoadedParams {
+function loadParams(ctx: ProjectContext): LoadedParams {
   const display = (f: string) => path.relative(ctx.root, f) || f;
   let floats: Set<string> | undefined;
   const readMapping = (file: string) => {
@@ -113,7 +109,7 @@ interface Load {
 }
 
 /** Validate + interpolate + expand every stage of a parsed pipeline.yaml / dvc.yaml. */
-export function buildProject(file: YamlFile, loaded: LoadedParams, ctx: Pick<ProjectContext, "root" | "repoRoot" | "paramsFile"> & Partial<ProjectContext>): Project {
+function buildProject(file: YamlFile, loaded: LoadedParams, ctx: Pick<ProjectContext, "root" | "repoRoot" | "paramsFile"> & Partial<ProjectContext>): Project {
   if (file.value === null || file.value === undefined) {
     throw new InputError(`${file.display}: the file is empty; it needs a \`stages:\` mapping`);
   }
@@ -177,8 +173,7 @@ export function buildProject(file: YamlFile, loaded: LoadedParams, ctx: Pick<Pro
     if (!n.ok) throw new InputError(`${file.pos(where)}: ${formatKeyPath(where)}: ${n.why}`);
     return n.path;
   };
-  const metrics: string[] = [];
-  (top.data.metrics ?? []).forEach((m, i) => metrics.push(topPath(topValue(m, ["metrics", i]), ["metrics", i])));
+  const metrics = (top.data.metrics ?? []).map((m, i) => topPath(topValue(m, ["metrics", i]), ["metrics", i]));
   for (const s of stages) for (const o of s.outs) if (o.role === "metrics" && !metrics.includes(o.path)) metrics.push(o.path);
   const paramsFiles = (top.data.params ?? []).map((p, i) => topPath(topValue(p, ["params", i]), ["params", i]));
   const artifacts: Record<string, string> = {};
@@ -313,7 +308,7 @@ function resolveStage(load: Load, inst: Instance, group: string, base: KeyPath, 
   for (const role of ["outs", "metrics", "plots"] as const) {
     ((s[role] ?? []) as (string | Record<string, unknown>)[]).forEach((o, i) => {
       let p: string;
-      let opts: Record<string, unknown> = {};
+      const opts: Record<string, unknown> = {};
       if (typeof o === "string") p = norm(o, role, i);
       else {
         const [k, v] = Object.entries(o)[0]!;
@@ -402,7 +397,10 @@ function declaredParams(
   const wanted = new Map<string, { keys: { k: string; at: string }[]; whole: boolean; at: string }>();
   const entry = (f: string, i: number) => {
     let w = wanted.get(f);
-    if (!w) wanted.set(f, (w = { keys: [], whole: false, at: where(i) }));
+    if (!w) {
+      w = { keys: [], whole: false, at: where(i) };
+      wanted.set(f, w);
+    }
     return w;
   };
   entries.forEach((e, i) => {

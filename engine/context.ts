@@ -70,7 +70,7 @@ export function resolveContext(opts: ContextOptions = {}): ProjectContext {
 }
 
 /** The root of the git repository (work tree) containing `dir`, if any: the nearest folder with a `.git` entry. */
-export function gitRoot(dir: string): string | undefined {
+function gitRoot(dir: string): string | undefined {
   for (let d = dir; ; d = path.dirname(d)) {
     if (fs.existsSync(path.join(d, ".git"))) return d;
     if (path.dirname(d) === d) return undefined;

@@ -37,7 +37,7 @@ function killGrace(): number {
 }
 
 /** Resident memory (KiB) of all processes whose process group is `pgid`, or null if unknown. */
-export function groupRssKb(pgid: number): number | null {
+function groupRssKb(pgid: number): number | null {
   const pids = allPids();
   if (pids === null) return null;
   const pageKb = 4; // x86-64 and aarch64 default page size
@@ -50,7 +50,7 @@ export function groupRssKb(pgid: number): number | null {
 }
 
 /** Job id of a local process group: `host:pgid:start time of its leader`. */
-export function localJobId(pgid: number): string {
+function localJobId(pgid: number): string {
   return `${os.hostname()}:${pgid}:${procStart(pgid) ?? ""}`;
 }
 

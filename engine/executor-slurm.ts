@@ -22,7 +22,7 @@ import path from "node:path";
 import type { ProjectContext } from "./context.ts";
 import type { Executor, ExecutorIO, JobResult, JobSpec } from "./types.ts";
 import { InputError, PipelineError } from "./errors.ts";
-import { slurmCommand } from "./slurm/commands.ts";
+import { type CommandResult, slurmCommand } from "./slurm/commands.ts";
 import { LogTail } from "./slurm/log-tail.ts";
 import {
   SACCT_FIELDS,
@@ -362,7 +362,7 @@ export class SlurmExecutor implements Executor {
   private async tick(): Promise<void> {
     const ids = [...this.followers.keys()];
     if (ids.length === 0) return;
-    let res;
+    let res: CommandResult;
     try {
       res = await slurmCommand("squeue", ["-h", "-j", ids.join(","), "-o", SQUEUE_FORMAT]);
     } catch {
@@ -425,7 +425,7 @@ export class SlurmExecutor implements Executor {
 }
 
 /** Is `bin` an executable file in one of the PATH directories? */
-export function onPath(bin: string, pathEnv = process.env.PATH ?? ""): boolean {
+function onPath(bin: string, pathEnv = process.env.PATH ?? ""): boolean {
   return pathEnv.split(path.delimiter).some((d) => {
     if (!d) return false;
     try {

@@ -32,7 +32,7 @@ export function missingDepError(stage: string, dep: string, where = ""): InputEr
 }
 
 /** True when `p` is `dir` or lies inside it (project-relative normalized paths). */
-export function isWithin(p: string, dir: string): boolean {
+function isWithin(p: string, dir: string): boolean {
   return p === dir || p.startsWith(dir + "/");
 }
 

@@ -278,6 +278,7 @@ export class Hasher {
     }
     this.stats.filesHashed++;
     this.stats.bytesHashed += Number(st.size);
+    // biome-ignore lint/complexity/useMathMinMax: bigints (Math.max throws on them)
     const newest = st.mtimeNs > st.ctimeNs ? st.mtimeNs : st.ctimeNs;
     if (statAtNs - newest >= this.racyNs) {
       const e: CacheEntry = { ...key, hash };

@@ -17,7 +17,7 @@
  */
 
 const KEY_SOURCE = String.raw`(?<!\\)\$\{([^}]*)\}`;
-export const INTERP_GLOBAL_RE = new RegExp(KEY_SOURCE, "g");
+const INTERP_GLOBAL_RE = new RegExp(KEY_SOURCE, "g");
 const SEGMENT = String.raw`[^.\[\]]+`;
 const KEY_RE = new RegExp(String.raw`^${SEGMENT}(\.${SEGMENT}|\[${SEGMENT}\])*$`);
 
@@ -49,7 +49,8 @@ export function splitKey(raw: string): string[] {
   return key.replace(/\[/g, ".").replace(/\]/g, "").split(".").map((s) => s.trim());
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
+/** A mapping (object, not null, not a list): the one check the config and params code shares. */
+export function isPlainObject(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === "object" && !Array.isArray(v);
 }
 
@@ -61,7 +62,7 @@ export function getPath(root: unknown, parts: string[]): { found: boolean; value
       const i = Number(p);
       if (!/^\d+$/.test(p) || i >= cur.length) return { found: false };
       cur = cur[i];
-    } else if (cur !== null && typeof cur === "object" && Object.prototype.hasOwnProperty.call(cur, p)) {
+    } else if (cur !== null && typeof cur === "object" && Object.hasOwn(cur, p)) {
       cur = (cur as Record<string, unknown>)[p];
     } else {
       return { found: false };
@@ -151,7 +152,7 @@ export function pyNumber(n: number): string {
 }
 
 /** Python's shlex.quote. */
-export function shellQuote(s: string): string {
+function shellQuote(s: string): string {
   if (s === "") return "''";
   if (!/[^\w@%+=:,./-]/.test(s)) return s;
   return `'${s.replace(/'/g, `'"'"'`)}'`;
@@ -180,7 +181,7 @@ function flatten(o: Record<string, unknown>, prefix = "", out: Record<string, un
 }
 
 /** DVC's dict unpacking of a mapping in `cmd`: `--key value` arguments. */
-export function unpackDict(o: Record<string, unknown>, raw: string, isFloat: (key: string) => boolean = () => false): string {
+function unpackDict(o: Record<string, unknown>, raw: string, isFloat: (key: string) => boolean = () => false): string {
   let r = "";
   const num = (k: string, v: unknown) => (typeof v === "number" && isFloat(k) ? pyFloat(v) : pyStr(v));
   for (const [k, v] of Object.entries(flatten(o))) {

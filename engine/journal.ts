@@ -65,11 +65,11 @@ function reviveBigInt(_k: string, v: unknown): unknown {
   return v;
 }
 
-export function journalDir(ctx: ProjectContext): string {
+function journalDir(ctx: ProjectContext): string {
   return path.join(ctx.profileStateDir, "journal");
 }
 
-export function journalFile(ctx: ProjectContext, stage: string): string {
+function journalFile(ctx: ProjectContext, stage: string): string {
   return path.join(journalDir(ctx), `${safeName(stage)}.json`);
 }
 

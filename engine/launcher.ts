@@ -42,7 +42,7 @@ function isScriptShell(argv: string[], parentArgv: string[]): boolean {
 }
 
 /** The wrapper processes above this one, nearest first (empty where /proc is missing). */
-export function launcherChain(pid = process.pid): Proc[] {
+function launcherChain(pid = process.pid): Proc[] {
   const chain: Proc[] = [];
   let p = ppidOf(pid);
   while (p !== null && p > 1) {

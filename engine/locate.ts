@@ -28,6 +28,6 @@ export function pipelineLocator(ctx: ProjectContext): Locate {
       const i = list.findIndex((x) => (typeof x === "string" ? x : x && typeof x === "object" ? Object.keys(x)[0] : undefined)?.replace(/\/+$/, "") === item);
       if (i >= 0) return y.pos([...base, field, i]);
     }
-    return y.pos([...base, field], Array.isArray(list) ? false : true);
+    return y.pos([...base, field], !Array.isArray(list));
   };
 }

@@ -35,7 +35,7 @@ const lockSchema = z.strictObject({
   stages: z.record(z.string(), lockEntrySchema).default({}),
 });
 
-export function emptyLock(): LockFile {
+function emptyLock(): LockFile {
   return { schema: "1", stages: {} };
 }
 

@@ -107,7 +107,7 @@ export interface AcquireOptions {
 }
 
 /** How often a holder refreshes the mutex's mtime (its heartbeat). */
-export const HEARTBEAT_MS = 10_000;
+const HEARTBEAT_MS = 10_000;
 
 /**
  * A holder on another host whose heartbeat is older than this is taken for dead (a login node that

@@ -22,7 +22,7 @@ export interface OutputEvent {
   progress: boolean;
 }
 
-// eslint-disable-next-line no-control-regex
+// biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI escape sequences start with ESC
 const ANSI = /\x1b\[[0-9;?]*[A-Za-z]/g;
 
 /** Splits a stream of text into lines ('\n') and progress states ('\r'). */
@@ -234,7 +234,10 @@ export class Terminal {
 
   /** One line of a stage's output; a trailing "\r" marks a progress state (see ExecutorIO.onOutput). */
   stageOutput(stage: string, line: string): void {
-    if (line.endsWith("\r")) return this.progress(stage, line.slice(0, -1));
+    if (line.endsWith("\r")) {
+      this.progress(stage, line.slice(0, -1));
+      return;
+    }
     this.latest.delete(stage);
     this.clearStatus();
     this.write(`[${stage}] ${line}\n`);

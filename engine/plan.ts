@@ -103,8 +103,8 @@ export function stageReasons(
   const reasons: Reason[] = [...always, ...missingParams];
   if (!deepEqual(stage.cmd, entry.cmd)) reasons.push({ kind: "cmd", before: entry.cmd, after: stage.cmd });
   for (const k of stage.frozen ? [] : sortedKeys(stage.params, entry.params)) {
-    const has = Object.prototype.hasOwnProperty.call(stage.params, k);
-    const had = Object.prototype.hasOwnProperty.call(entry.params, k);
+    const has = Object.hasOwn(stage.params, k);
+    const had = Object.hasOwn(entry.params, k);
     const after = stage.params[k];
     const before = entry.params[k];
     if (has && had) {
@@ -194,7 +194,7 @@ export function formatReason(r: Reason): string {
 }
 
 /** Canonical JSON (sorted mapping keys) of a value. */
-export function canonicalJson(v: unknown): string {
+function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(",")}]`;
   if (v !== null && typeof v === "object") {
     const keys = Object.keys(v).sort();

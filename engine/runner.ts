@@ -462,26 +462,26 @@ export class Runner {
 }
 
 /** A path relative to the working directory when inside it, else absolute. */
-export function displayPath(abs: string): string {
+function displayPath(abs: string): string {
   const rel = path.relative(process.cwd(), abs);
   return rel && !rel.startsWith("..") && !path.isAbsolute(rel) ? rel : abs;
 }
 
 /** "no space left on device" rather than "ENOSPC: no space left on device, open '/x/y.tmp-1-ab'". */
-export function describeFsError(e: Error): string {
+function describeFsError(e: Error): string {
   const m = /^(E[A-Z]+): ([^,]+)/.exec(e.message);
   return m ? m[2]! : e.message;
 }
 
 /** "no space left on device while writing .pipeline/journal/a.json" for a file-system error, else null. */
-export function fsErrorText(e: unknown): string | null {
+function fsErrorText(e: unknown): string | null {
   const err = e as NodeJS.ErrnoException;
   if (!err || typeof err.code !== "string" || !/^E[A-Z]+$/.test(err.code) || !err.syscall) return null;
   const file = err.path ? displayPath(err.path.replace(/\.tmp-\d+-[0-9a-f]+$/, "")) : "";
   return `${describeFsError(err)}${file ? ` while writing ${file}` : ""} (free space or fix the file system, then rerun: the last good outputs were kept)`;
 }
 
-export function formatKb(kb: number): string {
+function formatKb(kb: number): string {
   if (kb >= 1024 * 1024) return `${(kb / 1024 / 1024).toFixed(1)} GiB`;
   if (kb >= 1024) return `${(kb / 1024).toFixed(0)} MiB`;
   return `${kb} KiB`;

@@ -19,7 +19,7 @@ export interface RunningJob {
   host: string;
 }
 
-export function runningDir(ctx: ProjectContext): string {
+function runningDir(ctx: ProjectContext): string {
   return path.join(ctx.profileStateDir, "running");
 }
 

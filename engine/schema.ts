@@ -208,7 +208,7 @@ export const matrixStageSchema = raw.matrixStage;
 /** One resolved stage instance (after interpolation): typed scalars only. */
 export const resolvedStageSchema = res.plainStage;
 
-export const pipelineSchema = z
+const pipelineSchema = z
   .strictObject({
     stages: z
       .record(z.string().regex(STAGE_NAME_RE), z.union([foreachStageSchema, matrixStageSchema, plainStageSchema]))

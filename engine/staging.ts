@@ -108,13 +108,13 @@ function hasFiles(dir: string): boolean {
 }
 
 /** Identity of the lock entry of a stage (what its recorded outs were produced with), or null. */
-export function lockIdentity(entry: LockEntry | undefined, stage: Stage): string | null {
+function lockIdentity(entry: LockEntry | undefined, stage: Stage): string | null {
   if (!entry) return null;
   const pseudo: Stage = { ...stage, cmd: entry.cmd, params: entry.params, env: entry.env, deps: entry.deps.map((d) => d.path) };
   return stageIdentity(pseudo, new Map<string, PathHash | null>(entry.deps.map((d) => [d.path, d])));
 }
 
-export function moveStale(ctx: ProjectContext, stage: string, out: string): string {
+function moveStale(ctx: ProjectContext, stage: string, out: string): string {
   const base = path.join(ctx.stateDir, "stale", safeName(stage));
   fs.mkdirSync(base, { recursive: true });
   const n = Math.max(0, ...fs.readdirSync(base).map((x) => Number(x)).filter((x) => Number.isInteger(x))) + 1;
@@ -155,7 +155,7 @@ export function deleteBackups(ctx: ProjectContext, j: Journal): void {
 }
 
 /** Remove a directory tree that holds no files (a folder with files anywhere below stays). */
-export function removeEmptyDirs(dir: string): void {
+function removeEmptyDirs(dir: string): void {
   try {
     if (!hasFiles(dir)) fs.rmSync(dir, { recursive: true, force: true });
     fs.rmdirSync(path.dirname(dir)); // `backup/` itself, when no other stage has backups (fails otherwise)

@@ -40,7 +40,11 @@ export async function computeStatus(project: Project, graph: Graph, selected: st
     depth.set(n, ups.length === 0 ? 0 : Math.max(...ups.map((u) => depth.get(u)!)) + 1);
   }
   const waves: string[][] = [];
-  for (const n of order) (waves[depth.get(n)!] ??= []).push(n);
+  for (const n of order) {
+    const d = depth.get(n)!;
+    waves[d] ??= [];
+    waves[d].push(n);
+  }
 
   const own = new Map<string, Reason[]>();
   const willRun = new Set<string>();

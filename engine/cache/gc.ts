@@ -11,7 +11,7 @@ import { parse } from "yaml";
 import { InputError } from "../errors.ts";
 import type { CacheStore } from "./store.ts";
 
-export const LOCK_NAME_RE = /^pipeline(\.[A-Za-z0-9._-]+)?\.lock$/;
+const LOCK_NAME_RE = /^pipeline(\.[A-Za-z0-9._-]+)?\.lock$/;
 
 interface LockedOut {
   hash: string;
@@ -19,7 +19,7 @@ interface LockedOut {
 }
 
 /** Outs of a lock's text (lenient: only `stages.*.outs[].hash/isdir` are read). */
-export function outsOfLockText(text: string, where: string): LockedOut[] {
+function outsOfLockText(text: string, where: string): LockedOut[] {
   let doc: unknown;
   try {
     doc = parse(text);

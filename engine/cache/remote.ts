@@ -18,8 +18,6 @@ import { InputError } from "../errors.ts";
 import { CHUNK, killAfter, mismatch, resumeInto, type TransferInfo } from "./resumable.ts";
 import { S3Remote, type S3Options } from "./s3-remote.ts";
 
-export type { TransferInfo } from "./resumable.ts";
-
 export interface Remote {
   readonly url: string;
   /** Check that the remote is there (InputError naming it otherwise); `create`: make it (push). */
@@ -47,7 +45,7 @@ async function sha256OfFile(file: string, size: number): Promise<string> {
 }
 
 /** Copy `src` to `final` through `final.partial`, resuming it; verified; renamed into place. */
-export async function resumableCopy(src: string, final: string, expect: string | null, onBytes: (n: number) => void): Promise<TransferInfo> {
+async function resumableCopy(src: string, final: string, expect: string | null, onBytes: (n: number) => void): Promise<TransferInfo> {
   const partial = `${final}.partial`;
   await fsp.mkdir(path.dirname(final), { recursive: true });
   const size = (await fsp.stat(src)).size;
@@ -68,7 +66,7 @@ export async function resumableCopy(src: string, final: string, expect: string |
   return resumeInto(src, final, size, expect, async (start) => fs.createReadStream(src, { start, highWaterMark: CHUNK }), onBytes);
 }
 
-export class DirectoryRemote implements Remote {
+class DirectoryRemote implements Remote {
   readonly root: string;
   constructor(dir: string) {
     this.root = path.resolve(dir);

@@ -27,7 +27,7 @@ let written = 0;
  * Count `n` bytes about to be written against the kill hook: how many of them may still be
  * written; when that is fewer than `n`, the process is killed right after (as a crash would).
  */
-export function allowWrite(n: number): number {
+function allowWrite(n: number): number {
   if (!crossesKill(n)) return n;
   setImmediate(() => process.kill(process.pid, "SIGKILL"));
   return n - (written - killAfter);

@@ -18,10 +18,10 @@ import { YamlFile, formatKeyPath } from "../config.ts";
 import { InputError } from "../errors.ts";
 import type { S3Options } from "./s3-remote.ts";
 
-export const LINK_TYPES = ["reflink", "hardlink", "copy"] as const;
+const LINK_TYPES = ["reflink", "hardlink", "copy"] as const;
 export type LinkType = (typeof LINK_TYPES)[number];
 
-export const CONFIG_FILE = "pipeline.config.yaml";
+const CONFIG_FILE = "pipeline.config.yaml";
 
 const linkList = z.array(z.enum(LINK_TYPES, { error: "expected reflink, hardlink or copy" })).min(1, { error: "expected at least one link type" });
 

@@ -11,7 +11,7 @@
  * was written in place since (e.g. through a hardlinked out) and is re-hashed before use; one that
  * no longer matches its name is moved to <cache>/corrupt/ and counts as missing.
  */
-import fs from "node:fs";
+import type fs from "node:fs";
 import fsp from "node:fs/promises";
 import path from "node:path";
 import crypto from "node:crypto";
@@ -19,7 +19,7 @@ import { hashFile } from "hasha";
 import { canonicalManifest, sha256, type Manifest } from "../hashing.ts";
 import type { Linker } from "./link.ts";
 
-export const OBJECT_MTIME = new Date("2000-01-01T00:00:00Z");
+const OBJECT_MTIME = new Date("2000-01-01T00:00:00Z");
 const MTIME_MS = OBJECT_MTIME.getTime();
 
 export type ObjectState = "ok" | "missing" | "corrupt";

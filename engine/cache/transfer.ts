@@ -125,7 +125,7 @@ export async function pushRuns(store: CacheStore, remote: Remote, graph: Graph, 
 }
 
 /** Every local run-cache entry (`push --run-cache`): its relative path and the outs it restores. */
-export async function localRuns(store: CacheStore): Promise<{ rel: string; local: string; outs: OutRef[] }[]> {
+async function localRuns(store: CacheStore): Promise<{ rel: string; local: string; outs: OutRef[] }[]> {
   const dir = path.join(store.dir, "runs");
   const res: { rel: string; local: string; outs: OutRef[] }[] = [];
   for (const p of fs.existsSync(dir) ? (await fsp.readdir(dir)).sort() : []) {

@@ -9,7 +9,7 @@ import { buildGraph, type Graph } from "../graph.ts";
 export type DagFormat = "ascii" | "mermaid" | "dot";
 
 /** Stages in topological order, each with the stages it needs (`<-`): every edge appears once. */
-export function dagAscii(g: Graph): string {
+function dagAscii(g: Graph): string {
   const width = Math.max(0, ...g.order.map((n) => n.length));
   const num = String(g.order.length).length;
   const lines = [`${g.order.length} stage${g.order.length === 1 ? "" : "s"} in the order they can run (<- the stages whose outs it reads):`];
@@ -20,7 +20,7 @@ export function dagAscii(g: Graph): string {
   return lines.join("\n") + "\n";
 }
 
-export function dagMermaid(g: Graph): string {
+function dagMermaid(g: Graph): string {
   const id = new Map(g.order.map((n, i) => [n, `s${i}`]));
   const esc = (s: string) => s.replace(/"/g, "#quot;");
   const lines = ["flowchart TD"];
@@ -29,7 +29,7 @@ export function dagMermaid(g: Graph): string {
   return lines.join("\n") + "\n";
 }
 
-export function dagDot(g: Graph): string {
+function dagDot(g: Graph): string {
   const q = (s: string) => `"${s.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
   const lines = ["digraph pipeline {", "  rankdir=TB;", "  node [shape=box];"];
   for (const n of g.order) lines.push(`  ${q(n)};`);

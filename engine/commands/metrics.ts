@@ -25,7 +25,7 @@ function flatten(v: unknown, prefix = "", out: Flat = {}): Flat {
 }
 
 /** Parse a metrics file's text by its extension (JSON, YAML, TOML). */
-export function parseMetrics(file: string, text: string): Read {
+function parseMetrics(file: string, text: string): Read {
   const ext = path.extname(file).toLowerCase();
   try {
     if (ext === ".json") return { data: flatten(JSON.parse(text)) };
@@ -105,7 +105,8 @@ export async function metricsDiff(ctx: ProjectContext, revs: string[], opts: { j
       if (JSON.stringify(o) === JSON.stringify(n)) continue;
       const e: { old: unknown; new: unknown; diff?: number } = { old: o, new: n };
       if (typeof o === "number" && typeof n === "number") e.diff = n - o;
-      (out[m] ??= {})[k] = e;
+      out[m] ??= {};
+      out[m][k] = e;
     }
   }
   if (opts.json) {

@@ -18,7 +18,7 @@ export interface ParamChange {
   stages: string[];
 }
 
-export function diffParams(
+function diffParams(
   /** The params in force, or a lookup of a tracked key (keys of other files are `<file>:<key>`). */
   current: Record<string, unknown> | ((key: string) => { found: boolean; value?: unknown }),
   tracked: Map<string, string[]>,
@@ -43,7 +43,7 @@ export function diffParams(
 
 const show = (v: unknown) => (typeof v === "bigint" ? String(v) : JSON.stringify(v, bigintAsString));
 
-export function formatParamChanges(changes: ParamChange[]): string {
+function formatParamChanges(changes: ParamChange[]): string {
   if (changes.length === 0) return "no params changed since the lock\n";
   return (
     changes
@@ -73,7 +73,7 @@ export async function paramsDiff(ctx: ProjectContext, opts: { json?: boolean }):
   }
   // a key of another params file (`<file>:<key>`) is current as the stages that track it see it
   const now = (key: string) => {
-    const holder = project.stages.find((s) => Object.prototype.hasOwnProperty.call(s.params, key));
+    const holder = project.stages.find((s) => Object.hasOwn(s.params, key));
     if (holder) return { found: true, value: holder.params[key] };
     return key.includes(":") ? { found: false } : getPath(project.params, key.split("."));
   };

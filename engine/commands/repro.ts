@@ -116,7 +116,7 @@ function printSummary(term: Terminal, s: RunSummary, restoredFromRunCache = new 
  * is neither on disk nor written by any stage, or whose declared params are absent, stops repro
  * before anything runs. Frozen stages never run for their deps, so they are not checked.
  */
-export function refuseMissingInputs(graph: Graph, selected: string[], locate?: Locate): void {
+function refuseMissingInputs(graph: Graph, selected: string[], locate?: Locate): void {
   for (const name of selected) {
     const stage = graph.stages.get(name)!;
     if (stage.frozen) continue;

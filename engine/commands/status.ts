@@ -18,7 +18,7 @@ import type { StageStatus } from "../types.ts";
 import { cacheLine } from "../cache/describe.ts";
 
 /** The stable `--json` shape. */
-export function statusJson(statuses: StageStatus[]): unknown {
+function statusJson(statuses: StageStatus[]): unknown {
   return {
     stale: statuses.some((s) => s.reasons.length > 0),
     stages: statuses.map((s) => ({
@@ -29,7 +29,7 @@ export function statusJson(statuses: StageStatus[]): unknown {
   };
 }
 
-export function formatStatus(statuses: StageStatus[]): string {
+function formatStatus(statuses: StageStatus[]): string {
   const lines: string[] = [];
   for (const s of statuses) {
     if (s.reasons.length === 0) lines.push(`${s.stage}: current`);

@@ -16,10 +16,6 @@ export interface Instance {
   scope?: ForeachScope;
 }
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
-}
-
 const isMapOrSeq = (v: unknown) => v !== null && typeof v === "object";
 
 /** DVC's to_str of a key or value used in an instance name (`isFloat`: written as a float, e.g. `1.0`). */
@@ -159,5 +155,3 @@ export function expandMatrix(file: YamlFile, name: string, matrix: Record<string
   if (out.length === 0) throw new InputError(`${file.pos(where)}: stages.${name}.matrix: a list is empty, so the stage would have no instances`);
   return out;
 }
-
-export { isPlainObject };

@@ -7,16 +7,13 @@ import fs from "node:fs";
 import path from "node:path";
 import { createRequire as requireFrom } from "node:module";
 import { InputError } from "../errors.ts";
+import { isPlainObject } from "../interpolate.ts";
 import { YamlFile } from "./yaml-file.ts";
 
 export type ParamsRead = { ok: true; data: Record<string, unknown>; floats?: Set<string> } | { ok: false; why: string };
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
-}
-
 /** Read `abs` (shown as `display`) as a mapping; `ok: false` when it does not exist. Bad content is an InputError. */
-export function readParamsFile(abs: string, display: string): ParamsRead {
+function readParamsFile(abs: string, display: string): ParamsRead {
   if (!fs.existsSync(abs)) return { ok: false, why: `${display} does not exist` };
   if (fs.statSync(abs).isDirectory()) return { ok: false, why: `${display} is a directory` };
   const ext = path.extname(abs).toLowerCase();

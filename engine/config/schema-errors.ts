@@ -1,12 +1,8 @@
 /** zod issues -> one located InputError (`file:LINE:COL: key.path: message`, allowed keys for typos). */
 import type { z } from "zod";
 import { InputError } from "../errors.ts";
-import { getPath } from "../interpolate.ts";
+import { getPath, isPlainObject } from "../interpolate.ts";
 import { formatKeyPath, type KeyPath, type YamlFile } from "./yaml-file.ts";
-
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === "object" && !Array.isArray(v);
-}
 
 const STAGE_KEYS = [
   "desc", "cmd", "deps", "params", "outs", "metrics", "plots", "wdir", "vars", "frozen", "always_changed", "meta",

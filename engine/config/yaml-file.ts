@@ -66,8 +66,9 @@ export class YamlFile {
     const walk = (node: unknown, at: string[]) => {
       if (isMap(node)) {
         for (const p of node.items) if (isPair(p) && isScalar(p.key)) walk(p.value, [...at, String(p.key.value)]);
-      } else if (isSeq(node)) node.items.forEach((n, i) => walk(n, [...at, String(i)]));
-      else if (isScalar(node) && typeof node.value === "number" && Number.isInteger(node.value)) {
+      } else if (isSeq(node)) {
+        for (const [i, n] of node.items.entries()) walk(n, [...at, String(i)]);
+      } else if (isScalar(node) && typeof node.value === "number" && Number.isInteger(node.value)) {
         const n = node as { minFractionDigits?: number; format?: string };
         if ((n.minFractionDigits ?? 0) > 0 || n.format === "EXP") out.add(at.join("."));
       }

@@ -15,10 +15,10 @@ import type { JobSpec, Stage } from "../types.ts";
 import { InputError } from "../errors.ts";
 
 /** The shell each command runs in, as the local executor does (`bash -c <cmd>`). */
-export const COMMAND_SHELL = "bash";
+const COMMAND_SHELL = "bash";
 
 /** Environment variables that must not travel from the login node into a job: SLURM sets them. */
-export const GPU_ENV_VARS = ["CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"];
+const GPU_ENV_VARS = ["CUDA_VISIBLE_DEVICES", "GPU_DEVICE_ORDINAL", "ROCR_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES"];
 
 /**
  * 8 hex digits of sha256 of the absolute project root (and the profile, other than the default
@@ -47,7 +47,7 @@ export function scriptFileName(stageName: string): string {
 }
 
 /** POSIX single-quoting: safe for any string, including newlines. */
-export function shQuote(s: string): string {
+function shQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 

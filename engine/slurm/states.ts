@@ -5,7 +5,7 @@ import { explainExit } from "../errors.ts";
 import type { SacctRecord } from "./accounting.ts";
 
 /** States after which a job never runs again (slurm's job_state_string for finished jobs). */
-export const FINAL_STATES = new Set([
+const FINAL_STATES = new Set([
   "BOOT_FAIL",
   "CANCELLED",
   "COMPLETED",
@@ -28,7 +28,7 @@ const SIGNALS: Record<number, string> = {
   10: "SIGUSR1", 11: "SIGSEGV", 12: "SIGUSR2", 13: "SIGPIPE", 14: "SIGALRM", 15: "SIGTERM",
 };
 
-export function signalName(n: number): string {
+function signalName(n: number): string {
   return SIGNALS[n] ?? `signal ${n}`;
 }
 

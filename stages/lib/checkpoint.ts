@@ -9,7 +9,7 @@ import type { Study } from "./params.ts";
 const SHA = /^[0-9a-f]{40}$/;
 
 /** The pinned commit of a Hub checkpoint, read from the models stage's out. */
-export function pinnedSha(name: string, preparedDir: string): string {
+function pinnedSha(name: string, preparedDir: string): string {
   const file = path.join(preparedDir, "checkpoint.json");
   let rec: { sha?: unknown };
   try {

@@ -13,7 +13,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import YAML from "yaml";
-import { z } from "zod";
+import type { z } from "zod";
 import { StudyParams } from "./schema.ts";
 
 export type Study = z.infer<typeof StudyParams>;
@@ -58,7 +58,11 @@ function trackedView<T extends object>(full: T, keys: string[], stage: string): 
       }
       const next = dst[part];
       if (next !== undefined && !(isObject(next) && partial.has(next))) break; // a shorter key tracks it all
-      if (next === undefined) partial.add((dst[part] = {}) as object);
+      if (next === undefined) {
+        const fresh = {};
+        dst[part] = fresh;
+        partial.add(fresh);
+      }
       dst = dst[part] as Record<string, unknown>;
     }
   }

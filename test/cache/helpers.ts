@@ -13,7 +13,7 @@ export { cli, read, exists } from "../runner/helpers.ts";
  * appends a line to runs.log (not an out: it survives everything and counts real runs); `use`
  * reads both.
  */
-export const PIPELINE = `stages:
+const PIPELINE = `stages:
   make:
     cmd: echo make >> runs.log; mkdir -p out/sub; echo "\${x}" > out/a.txt; echo same > out/sub/b.txt; echo "\${x}-f" > f.txt
     params: [x]

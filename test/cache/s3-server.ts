@@ -72,6 +72,7 @@ export async function startS3Server(): Promise<S3Server> {
     accessKeyId,
     secretAccessKey,
     client,
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: ANSI colour codes start with ESC
     log: () => log.replace(/\x1b\[[0-9;]*m/g, ""),
     async stop() {
       client.destroy();

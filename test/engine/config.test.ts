@@ -3,7 +3,9 @@ import { loadProject } from "../../engine/config.ts";
 import { errorOf, tmpProject } from "./helpers.ts";
 
 const cleanups: (() => void)[] = [];
-afterEach(() => cleanups.splice(0).forEach((c) => c()));
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
 
 function project(pipeline: string, params?: string, extra: Record<string, string> = {}) {
   const files: Record<string, string> = { "pipeline.yaml": pipeline, ...extra };
@@ -185,7 +187,7 @@ describe("loadProject: bad input names file:line:col and key", () => {
     expect(await loadError(`stages:\n  a:\n    cmd: x\n    cmd: y\n`)).toMatch(/^pipeline\.yaml:4:5: Map keys must be unique/);
     // a ${} in a flow list is a YAML error: the message says how to write it
     expect(await loadError(`stages:\n  a:\n    cmd: x\n    outs: [\${out}/b]\n`, PARAMS)).toMatch(
-      /^pipeline\.yaml:4:13: .*\n[^]*a \$\{\.\.\.\} inside \[ \] or \{ \} must be quoted/,
+      /^pipeline\.yaml:4:13: .*\n[\s\S]*a \$\{\.\.\.\} inside \[ \] or \{ \} must be quoted/,
     );
     expect(await loadError(`stages:\n  a:\n    cmd: x\n`, "a: 1\n b: 2\n")).toMatch(/^params\.yaml:\d+:\d+: /);
     expect(await loadError(`stages:\n  a:\n    cmd: x\n`, "a: 1\n", { "params/p.yaml": "x: [\n" }, "params/p.yaml")).toMatch(

@@ -15,7 +15,9 @@ const tsx = path.join(repo, "node_modules/.bin/tsx");
 const cli = (dir: string, ...args: string[]) => execa(tsx, [path.join(repo, "run.ts"), "-C", dir, ...args], { reject: false, cwd: repo });
 
 const cleanups: (() => void)[] = [];
-afterEach(() => cleanups.splice(0).forEach((c) => c()));
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
 function project(files: Record<string, string>) {
   const p = tmpProject(files);
   cleanups.push(p.cleanup);
@@ -80,7 +82,7 @@ describe("dvc.yaml: interpolation as DVC does it", () => {
     const { stages } = await loadProject(p.ctx());
     // whole numbers written as floats come out as Python writes floats (42.0), as DVC does
     expect(stages[0]!.cmd).toEqual(["python t.py --lr 0.1 --epochs 10 --layers 1 2.0 --verbose --name 'a b' --opt.beta 0.9 --w 2.0 None ${literal} false 42.0 1000.0"]);
-    expect(stages[0]!.params["train"]).toEqual({ lr: 0.1, epochs: 10, layers: [1, 2], verbose: true, quiet: false, name: "a b", opt: { beta: 0.9 }, w: 2 });
+    expect(stages[0]!.params.train).toEqual({ lr: 0.1, epochs: 10, layers: [1, 2], verbose: true, quiet: false, name: "a b", opt: { beta: 0.9 }, w: 2 });
   });
 
   it("matrix expands like DVC 3 (names joined with -, lists/mappings named <axis><index>), item values from params tracked", async () => {

@@ -17,7 +17,7 @@ import { loadProject } from "../../engine/config.ts";
 import { resolveContext } from "../../engine/context.ts";
 import { buildGraph } from "../../engine/graph.ts";
 
-export const PLAIN_PYTHON = /^python3? [^|&;<>$`'"\\(){}*?]*$/;
+const PLAIN_PYTHON = /^python3? [^|&;<>$`'"\\(){}*?]*$/;
 
 export interface StandIn {
   /** The repository root (tmp) and the pipeline's folder in it. */
@@ -65,7 +65,7 @@ export async function standIn(corpusEntry: string, rel: string): Promise<StandIn
   // the repository is <root>/repo (the shim and its map live beside it, outside what the tools hash)
   fs.renameSync(path.join(root, ".git"), path.join(root, "repo", ".git"));
   const repoRoot = path.join(root, "repo");
-  let project;
+  let project: Awaited<ReturnType<typeof loadProject>>;
   try {
     project = await loadProject(resolveContext({ cwd: dir }));
   } catch {
@@ -106,7 +106,7 @@ export async function standIn(corpusEntry: string, rel: string): Promise<StandIn
  * The shim's map, from the pipeline as it is now: (cwd, command) -> the stage, its deps, params and
  * outs (relative to the cwd), and for an out folder the files other stages read inside it.
  */
-export async function writeMap(s: StandIn): Promise<void> {
+async function writeMap(s: StandIn): Promise<void> {
   const { stages } = await loadProject(resolveContext({ cwd: s.dir }));
   const map: Record<string, unknown> = {};
   for (const st of stages) {
@@ -120,7 +120,7 @@ export async function writeMap(s: StandIn): Promise<void> {
 }
 
 /** The environment both tools run the stand-in pipeline with. */
-export function standInEnv(s: StandIn, log: string): Record<string, string> {
+function standInEnv(s: StandIn, log: string): Record<string, string> {
   return { PATH: `${s.bin}:${process.env.PATH}`, STANDIN_MAP: path.join(s.root, "map.json"), STANDIN_DIR: s.dir, STANDIN_LOG: log };
 }
 
@@ -128,7 +128,7 @@ export function standInEnv(s: StandIn, log: string): Record<string, string> {
  * A params.yaml key some stage tracks and a changed value for it: the first number or boolean (in
  * stage order), else the first string (strings are often paths, which a change would make missing).
  */
-export function paramToChange(stages: { params: Record<string, unknown> }[]): { key: string; value: unknown } | undefined {
+function paramToChange(stages: { params: Record<string, unknown> }[]): { key: string; value: unknown } | undefined {
   const keys = stages.flatMap((s) => Object.entries(s.params)).filter(([k]) => !k.includes(":"));
   for (const [k, v] of keys) {
     if (typeof v === "number") return { key: k, value: v + 1 };

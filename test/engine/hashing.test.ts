@@ -6,7 +6,9 @@ import { Hasher, canonicalManifest } from "../../engine/hashing.ts";
 import { errorOf, tmpProject } from "./helpers.ts";
 
 const cleanups: (() => void)[] = [];
-afterEach(() => cleanups.splice(0).forEach((c) => c()));
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
 const sha = (s: string | Buffer) => crypto.createHash("sha256").update(s).digest("hex");
 
 function proj(files: Record<string, string>) {

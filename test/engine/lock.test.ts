@@ -6,7 +6,9 @@ import type { LockFile, PathHash } from "../../engine/types.ts";
 import { errorOf, stage, tmpProject } from "./helpers.ts";
 
 const cleanups: (() => void)[] = [];
-afterEach(() => cleanups.splice(0).forEach((c) => c()));
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
 const H = (c: string) => c.repeat(64);
 
 function sample(): LockFile {

@@ -12,7 +12,9 @@ import type { LockFile } from "../../engine/types.ts";
 import { tmpProject } from "./helpers.ts";
 
 const cleanups: (() => void)[] = [];
-afterEach(() => cleanups.splice(0).forEach((c) => c()));
+afterEach(() => {
+  for (const c of cleanups.splice(0)) c();
+});
 
 const PIPELINE = `stages:
   a:

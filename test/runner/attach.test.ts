@@ -85,12 +85,16 @@ async function runner(dir: string, exec: PidExecutor, out: { text: string }) {
   const project = await loadProject(ctx);
   const graph = buildGraph(project.stages, (p) => fs.existsSync(path.join(dir, p)));
   const selected = selectStages(graph, [], {});
+  const write = (s: string) => {
+    out.text += s;
+    return true;
+  };
   return new Runner({
     project, graph, selected, force: false, forceTargets: new Set(), keepGoing: false, jobs: 1,
     executorName: () => "pid",
     executor: async () => exec,
     hasher: new Hasher(ctx),
-    terminal: new Terminal({ stream: { write: (s: string) => ((out.text += s), true), isTTY: false } }),
+    terminal: new Terminal({ stream: { write, isTTY: false } }),
     provenance: new Provenance(ctx),
     signal: new AbortController().signal,
   });

@@ -78,7 +78,11 @@ describe("LogWriter and Terminal", () => {
 
   it("prefixes stage lines and rate-limits progress when not a TTY", () => {
     let out = "";
-    const t = new Terminal({ stream: { write: (s: string) => ((out += s), true), isTTY: false }, progressIntervalMs: 1000 });
+    const write = (s: string) => {
+      out += s;
+      return true;
+    };
+    const t = new Terminal({ stream: { write, isTTY: false }, progressIntervalMs: 1000 });
     t.stageOutput("capture@base", "loading");
     t.progress("capture@base", "1%", 0);
     t.progress("capture@base", "2%", 500);
@@ -89,7 +93,11 @@ describe("LogWriter and Terminal", () => {
 
   it("on a TTY keeps one status line and clears it before normal lines", () => {
     let out = "";
-    const t = new Terminal({ stream: { write: (s: string) => ((out += s), true), isTTY: true, columns: 80 } });
+    const write = (s: string) => {
+      out += s;
+      return true;
+    };
+    const t = new Terminal({ stream: { write, isTTY: true, columns: 80 } });
     t.progress("a", "50%");
     t.stageOutput("a", "line");
     t.close();

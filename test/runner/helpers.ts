@@ -72,15 +72,6 @@ export function exists(dir: string, rel: string): boolean {
   return fs.existsSync(path.join(dir, rel));
 }
 
-export function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Live (not zombie) processes of a process group, from /proc. */
 export function groupMembers(pgid: number): number[] {
   const out: number[] = [];
@@ -130,8 +121,14 @@ export async function inproc(dir: string, args: string[], env: Record<string, st
     saved[k] = process.env[k];
     process.env[k] = v;
   }
-  process.stdout.write = ((s: string | Uint8Array) => ((stdout += String(s)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((s: string | Uint8Array) => ((stderr += String(s)), true)) as typeof process.stderr.write;
+  process.stdout.write = ((s: string | Uint8Array) => {
+    stdout += String(s);
+    return true;
+  }) as typeof process.stdout.write;
+  process.stderr.write = ((s: string | Uint8Array) => {
+    stderr += String(s);
+    return true;
+  }) as typeof process.stderr.write;
   let code: number;
   try {
     const ctx = resolveContext({ cwd: dir });

@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import { lineageOf, modelArgs } from "../../stages/lib/checkpoint.ts";
 import { loadStudyFile as loadStudyParams } from "../../stages/lib/params.ts";
 
+// biome-ignore lint/suspicious/noExplicitAny: an untyped YAML document, edited in place
 function withProfile(edit: (doc: Record<string, any>) => void): string {
   const doc = YAML.parse(fs.readFileSync("params.yaml", "utf8"));
   edit(doc);

@@ -121,7 +121,7 @@ describe("every param a stage's glue reads is tracked", () => {
   it("a glue that reads a param its stage does not track fails, naming the key and the fix", async () => {
     const project = await loadProject(resolveContext({ cwd: ROOT, paramsFile: "params/demo.yaml" }));
     const s = project.stages.find((x) => x.name === "capture@final")!;
-    const { ["capture.max_batch_tokens"]: _dropped, ...tracked } = s.params;
+    const { "capture.max_batch_tokens": _dropped, ...tracked } = s.params;
     const r = await runGlue(s.cmd[0], { PIPELINE_PARAMS_FILES: project.ctx.profileFile!, PIPELINE_STAGE: s.name, PIPELINE_STAGE_PARAMS: JSON.stringify(tracked) });
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toContain("stage capture@final reads params key capture.max_batch_tokens, which it does not track: add `capture.max_batch_tokens` to stages.capture.params in pipeline.yaml");

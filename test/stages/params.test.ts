@@ -9,6 +9,7 @@ import { REPO } from "../runner/helpers.ts";
 
 const PROFILES = ["params.yaml", ...fs.readdirSync(path.join(REPO, "params")).map((f) => `params/${f}`)];
 
+// biome-ignore lint/suspicious/noExplicitAny: an untyped YAML document, edited in place
 function withChange(change: (p: Record<string, any>) => void): string {
   const p = YAML.parse(fs.readFileSync(path.join(REPO, "params.yaml"), "utf8"));
   change(p);
