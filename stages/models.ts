@@ -47,10 +47,10 @@ async function prepare(outDir: string): Promise<number> {
   const hub = entries.filter(([, c]) => c.build === "hub");
   if (hub.length) {
     const update = process.env.PERSONA_MODELS_UPDATE ?? "";
-    let code = await runPython("persona_axis.pin_models", ["pin", "--checkpoints", hubSpecs(p), "--out-dir", outDir, "--update", update]);
+    let code = await runPython("persona_axis.pin_models", ["pin", "--checkpoints", hubSpecs(p), "--output-dir", outDir, "--update", update]);
     if (code !== 0) return code;
     if (process.env.PERSONA_MODELS_DOWNLOAD !== "0") {
-      code = await runPython("persona_axis.pin_models", ["download", "--out-dir", outDir, "--names", ...hub.map(([n]) => n)]);
+      code = await runPython("persona_axis.pin_models", ["download", "--output-dir", outDir, "--names", ...hub.map(([n]) => n)]);
       if (code !== 0) return code;
     }
   } else {

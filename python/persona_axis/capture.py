@@ -251,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default="", help="git revision of --model-name (not used for local dirs; "
                                                     "recorded in the metadata either way)")
     p.add_argument("--transcript-dir", required=True, help="directory of <role>.jsonl transcripts")
-    p.add_argument("--role-data-dir", default=None,
+    p.add_argument("--roles-dir", default=None,
                    help="role files the transcripts were generated from, to cross-check system prompts against "
                         "(without it, prompts are not checked, and capture says so)")
     p.add_argument("--questions", default=None, help="shared questions JSONL to cross-check questions against")
@@ -295,13 +295,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise CaptureError("give either --layers or --all-layers, not both")
         if a.max_batch_tokens <= 0:
             raise CaptureError(f"--max-batch-tokens must be positive, got {a.max_batch_tokens}")
-        role_dir = str(Path(a.role_data_dir).resolve()) if a.role_data_dir else None
+        role_dir = str(Path(a.roles_dir).resolve()) if a.roles_dir else None
         verifier = PromptVerifier(role_dir, a.questions, a.model_display_name, strict=not a.no_verify_prompts)
         if role_dir:
             also = f", questions against {a.questions}" if a.questions else ""
             print(f"capture: system prompts checked against {role_dir}{also}", file=sys.stderr)
         else:
-            print("capture: prompts NOT checked against role data (no --role-data-dir)", file=sys.stderr)
+            print("capture: prompts NOT checked against role data (no --roles-dir)", file=sys.stderr)
         tokenizer = load_tokenizer(a.model_name, a.revision or None, a.chat_template_from)
         torch.backends.cuda.matmul.allow_tf32 = False  # float32 aggregation must stay float32
         model = load_model(a.model_name, a.revision or None, a.dtype, device, random_init_seed=a.random_init_seed)
@@ -322,7 +322,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = RunInfo(model=a.model_name, checkpoint=a.revision, compute_dtype=a.dtype,
                       chat_template_sha256=hashlib.sha256(template.encode("utf-8")).hexdigest(),
                       chat_template_from=a.chat_template_from or "",
-                      extra={"prompts_checked_against": a.role_data_dir})
+                      extra={"prompts_checked_against": a.roles_dir})
         settings = CaptureSettings(layers=tuple(layers), aggregation=a.aggregation, storage_dtype=a.storage_dtype,
                                    max_batch_tokens=a.max_batch_tokens, max_length=max_length)
         summary = run_capture(model, tokenizer, a.transcript_dir, a.output_dir, settings, run, roles=a.roles,

@@ -14,11 +14,11 @@ class PromptVerifier:
     """Cross-checks each record's system prompt (and question, with a questions file) against the role
     data. Mismatch: CaptureError, or (``strict=False``) a warning and the record's own texts are used."""
 
-    def __init__(self, role_data_dir: str | None, questions_file: str | None, display_name: str | None,
+    def __init__(self, roles_dir: str | None, questions_file: str | None, display_name: str | None,
                  strict: bool = True):
-        self.dir = Path(role_data_dir) if role_data_dir else None
+        self.dir = Path(roles_dir) if roles_dir else None
         if self.dir is not None and not self.dir.is_dir():
-            raise CaptureError(f"{self.dir}: --role-data-dir not found (give the roles directory the transcripts "
+            raise CaptureError(f"{self.dir}: --roles-dir not found (give the roles directory the transcripts "
                                "were generated from, or leave the flag out to skip the check)")
         self.questions = [q.text for q in load_questions(questions_file)] if questions_file else None
         self.display_name = display_name

@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,45 @@ class RunConfigError(InputError):
     """The output directory holds a run with other settings (or other prompts)."""
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+@dataclass(frozen=True)
+class GenerateSettings:
+    """One generation run, as the library takes it. ``parse_args`` builds it (the defaults and the
+    flags' meaning are there, in one place); ``dataclasses.replace`` derives a variant."""
+    model_name: str
+    revision: str
+    roles: list[str] | None
+    roles_dir: str
+    questions: str
+    question_count: int | None
+    num_rollouts: int
+    model_display_name: str
+    run_name: str | None
+    output_dir: str | None
+    outputs_root: str
+    resume: bool
+    timestamp: str | None
+    overwrite: bool
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int
+    backend: str
+    device: str
+    dtype: str
+    batch_size: int
+    kv_cache_gb: float
+    prefill_batch: int
+    gpus: int
+    worker: str | None
+    tensor_parallel_size: int
+    chunk_size: int
+    max_model_len: int | None
+    no_progress: bool
+    chat_template_from: str | None
+    argv: list[str]  # the command line: each worker of --gpus gets the same
+
+
+def parse_args(argv: list[str] | None = None) -> GenerateSettings:
     p = argparse.ArgumentParser(
         prog="persona-axis-generate",
         description="Generate role-playing transcripts (one <role>.jsonl per role) with vLLM or transformers.",
@@ -116,7 +155,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="use this tokenizer's (or Jinja file's) chat template instead of the model's own: base "
                         "models have none (the pipeline's on-policy variant passes the reference checkpoint's)")
     a = p.parse_args(argv)
-    a.argv = list(sys.argv[1:] if argv is None else argv)  # workers of --gpus get the same arguments
+    a.argv = list(sys.argv[1:] if argv is None else argv)
     if a.roles is not None:
         a.roles = [r for item in a.roles for r in item.split(",") if r.strip()] or None
     if a.model_display_name is None:
@@ -134,14 +173,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--kv-cache-gb and --gpus must be >= 0")
     if a.temperature < 0 or not (0 < a.top_p <= 1):
         p.error("--temperature must be >= 0 and --top-p in (0, 1]")
-    return a
+    return GenerateSettings(**vars(a))
 
 
 def default_display_name(model_name: str) -> str:
     return model_name.rstrip("/").split("/")[-1]
 
 
-def resolve_output_dir(a: argparse.Namespace) -> Path:
+def resolve_output_dir(a: GenerateSettings) -> Path:
     if a.output_dir:
         return Path(a.output_dir)
     stamp = a.timestamp or datetime.now(timezone.utc).strftime("%Y%m%d_%H%M%S")
@@ -166,7 +205,7 @@ def choose_backend(requested: str | None) -> str:
     return "vllm" if gpu and vllm_importable() else "hf"
 
 
-def run_settings(a: argparse.Namespace, backend: str, dtype: str, role_names: list[str], counts: dict[str, int]) -> dict:
+def run_settings(a: GenerateSettings, backend: str, dtype: str, role_names: list[str], counts: dict[str, int]) -> dict:
     s: dict[str, Any] = {
         "format": FORMAT,
         "model": a.model_name,
@@ -313,7 +352,7 @@ def _is_canonical(path: Path, records: dict[tuple, dict]) -> bool:
     return path.read_text(encoding="utf-8") == expected
 
 
-def make_backend(a: argparse.Namespace, backend: str):
+def make_backend(a: GenerateSettings, backend: str):
     if backend == "hf":
         from .generation_backends import HFBackend
 
@@ -324,7 +363,7 @@ def make_backend(a: argparse.Namespace, backend: str):
                        tensor_parallel_size=a.tensor_parallel_size, max_model_len=a.max_model_len)
 
 
-def plan(a: argparse.Namespace) -> tuple[dict[str, list[Request]], list[str]]:
+def plan(a: GenerateSettings) -> tuple[dict[str, list[Request]], list[str]]:
     """Validate every role file (also those not asked for) and the questions before any model is loaded."""
     roles = roles_mod.load_roles(a.roles_dir, a.roles)
     if a.roles:
@@ -338,7 +377,7 @@ def plan(a: argparse.Namespace) -> tuple[dict[str, list[Request]], list[str]]:
     return by_role, sorted(roles)
 
 
-def run_generation(a: argparse.Namespace, *, backend_obj: Any = None) -> Path:
+def run_generation(a: GenerateSettings, *, backend_obj: Any = None) -> Path:
     """Everything after argument parsing; ``backend_obj`` may be injected (tests of the vLLM path)."""
     from . import generation_workers as gw
 
@@ -448,7 +487,7 @@ def run_generation(a: argparse.Namespace, *, backend_obj: Any = None) -> Path:
     return out_dir
 
 
-def hf_groups(a, backend_obj, by_role, role_names, writers, seed_of) -> list[list]:
+def hf_groups(a: GenerateSettings, backend_obj, by_role, role_names, writers, seed_of) -> list[list]:
     """The run's static groups: every request (done or not) in a fixed queue - roles in name order,
     each role's requests by prompt length (less padding) - cut into groups of the backend's size."""
     from .slot_engine import Item

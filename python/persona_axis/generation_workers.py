@@ -112,7 +112,7 @@ class _PartFollower:
                 progress.update(role, len(toks), sum(toks))
 
 
-def run_workers(a, out_dir: Path, progress) -> None:
+def run_workers(a, out_dir: Path, progress) -> None:  # a: generate.GenerateSettings
     n = a.gpus
     argv = [x for x in a.argv]
     procs = []

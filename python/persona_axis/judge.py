@@ -24,6 +24,7 @@ import json
 import os
 import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +130,34 @@ def summarize(results: dict[str, dict[tuple, dict]], n_responses: dict[str, int]
     return {"judge": settings, "roles": roles, "total": total, "unscored_by_parser": unscored_total}
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+@dataclass(frozen=True)
+class JudgeSettings:
+    """One judge run, as the library takes it; ``parse_args`` builds it (defaults and meaning there)."""
+    transcript_dir: str
+    roles_dir: str
+    output_dir: str
+    roles: list[str] | None
+    backend: str
+    base_url: str
+    judge_model: str
+    api_key_env: str
+    local_model: str | None
+    local_revision: str | None
+    local_engine: str
+    device: str
+    dtype: str
+    batch_size: int
+    concurrency: int
+    max_retries: int
+    timeout: float
+    max_tokens: int
+    parser: str
+    temperature: float
+    fail_on_missing: bool
+    no_progress: bool
+
+
+def parse_args(argv: list[str] | None = None) -> JudgeSettings:
     p = argparse.ArgumentParser(prog="persona-axis-judge", description="Score transcript responses 0-3 for role adherence.")
     p.add_argument("--transcript-dir", required=True, help="directory of <role>.jsonl transcripts (generate.py output)")
     p.add_argument("--roles-dir", default="data/roles/instructions", help="role files with eval_prompt (default: %(default)s)")
@@ -164,10 +192,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         a.roles = [r for item in a.roles for r in item.split(",") if r.strip()] or None
     if a.backend == "local" and not a.local_model:
         p.error("--backend local needs --local-model (a directory or Hub id)")
-    return a
+    return JudgeSettings(**vars(a))
 
 
-def make_backend(a: argparse.Namespace):
+def make_backend(a: JudgeSettings):
     from .judge_backends import LocalJudge, OpenAIJudge
 
     if a.backend == "local":
@@ -180,14 +208,14 @@ def make_backend(a: argparse.Namespace):
                        timeout=a.timeout, max_tokens=a.max_tokens, temperature=a.temperature)
 
 
-def judge_settings(a: argparse.Namespace) -> dict:
+def judge_settings(a: JudgeSettings) -> dict:
     common = {"max_tokens": a.max_tokens, "parser": a.parser, "temperature": a.temperature}
     if a.backend == "local":
         return {"backend": "local", "model": a.local_model, **common}
     return {"backend": "openai", "model": a.judge_model, **common}
 
 
-def run_judge(a: argparse.Namespace) -> dict:
+def run_judge(a: JudgeSettings) -> dict:
     tdir, out = Path(a.transcript_dir), Path(a.output_dir)
     if not tdir.is_dir():
         raise JudgeInputError(f"{tdir}: transcript directory not found (--transcript-dir)")

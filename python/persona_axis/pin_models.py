@@ -72,7 +72,7 @@ def pin_one(name: str, spec: dict, out: Path, update: bool) -> tuple[Pin, str]:
 
 def cmd_pin(a: argparse.Namespace) -> int:
     cps = _load_checkpoints(a.checkpoints)
-    out = Path(a.out_dir)
+    out = Path(a.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     want = set(cps) if a.update == "all" else {x for x in (a.update or "").split(",") if x}
     unknown = want - set(cps)
@@ -113,7 +113,7 @@ def cmd_pin(a: argparse.Namespace) -> int:
 
 
 def cmd_download(a: argparse.Namespace) -> int:
-    out = Path(a.out_dir)
+    out = Path(a.output_dir)
     names = a.names or sorted(p.name for p in out.iterdir() if (p / RECORD).is_file())
     for name in names:
         rec = _previous(out, name)
@@ -156,11 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("pin", help="resolve and keep each Hub checkpoint's commit sha")
     s.add_argument("--checkpoints", required=True, help="JSON object (or @file)")
-    s.add_argument("--out-dir", required=True)
+    s.add_argument("--output-dir", required=True)
     s.add_argument("--update", default="", help="re-resolve these checkpoints (comma separated) or 'all'")
     s.set_defaults(fn=cmd_pin)
     s = sub.add_parser("download", help="download the pinned commits into the cache, verified")
-    s.add_argument("--out-dir", required=True)
+    s.add_argument("--output-dir", required=True)
     s.add_argument("--names", nargs="*", default=None)
     s.add_argument("--no-progress", action="store_true")
     s.set_defaults(fn=cmd_download)

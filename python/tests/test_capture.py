@@ -252,7 +252,7 @@ def test_resume_after_kill_gives_identical_files(models, tmp_path):
         "c_small": make_records("c_small", 6, seed=6)})
     (tmp_path / "no_roles").mkdir()
     common = ["--model-name", models["olmo2"], "--transcript-dir", tdir, "--dtype", "float32", "--device", DEVICE,
-              "--layers", "1", "3", "--max-batch-tokens", "512", "--no-progress", "--role-data-dir", tmp_path / "no_roles"]
+              "--layers", "1", "3", "--max-batch-tokens", "512", "--no-progress", "--roles-dir", tmp_path / "no_roles"]
     clean = tmp_path / "clean"
     assert run_cli(*common, "--output-dir", clean) == 0
     killed = tmp_path / "killed"
@@ -281,9 +281,9 @@ def test_cli_errors_name_the_problem(models, transcripts, tmp_path, capsys):
     (tmp_path / "no_roles").mkdir()
     base = ["--model-name", models["olmo2"], "--transcript-dir", transcripts, "--output-dir", tmp_path / "o",
             "--dtype", "float32", "--device", DEVICE, "--no-progress"]
-    assert run_cli(*base, "--layers", "1", "--role-data-dir", tmp_path / "missing") == 2
-    assert "missing: --role-data-dir not found" in capsys.readouterr().err
-    base += ["--role-data-dir", tmp_path / "no_roles"]
+    assert run_cli(*base, "--layers", "1", "--roles-dir", tmp_path / "missing") == 2
+    assert "missing: --roles-dir not found" in capsys.readouterr().err
+    base += ["--roles-dir", tmp_path / "no_roles"]
     assert run_cli(*base, "--layers", "9") == 2
     assert "layer 9 out of range: the model has 4 decoder blocks" in capsys.readouterr().err
     assert run_cli(*base, "--roles", "ghost") == 2
@@ -293,10 +293,10 @@ def test_cli_errors_name_the_problem(models, transcripts, tmp_path, capsys):
     roles.mkdir()
     (roles / "pirate.json").write_text(json.dumps({"instruction": [{"pos": "You are a pirate."}, {"pos": "Other."}],
                                                    "questions": [], "eval_prompt": "{question} {answer}"}))
-    assert run_cli(*base[:-2], "--role-data-dir", roles) == 2
+    assert run_cli(*base[:-2], "--roles-dir", roles) == 2
     err = capsys.readouterr().err
     assert "pirate.jsonl: record (1, 0, 0): system_prompt differs from" in err and "instruction[1]" in err
-    assert run_cli(*base[:-2], "--role-data-dir", roles, "--no-verify-prompts") == 0
+    assert run_cli(*base[:-2], "--roles-dir", roles, "--no-verify-prompts") == 0
 
 
 def test_base_checkpoint_borrows_the_chat_template(tiny_olmo2, transcripts, tmp_path, capsys):
@@ -308,7 +308,7 @@ def test_base_checkpoint_borrows_the_chat_template(tiny_olmo2, transcripts, tmp_
     (base_ckpt / "tokenizer_config.json").write_text(json.dumps(cfg))
     (tmp_path / "no_roles").mkdir()
     common = ["--transcript-dir", transcripts, "--dtype", "float32", "--device", DEVICE, "--no-progress",
-              "--roles", "pirate", "--role-data-dir", tmp_path / "no_roles"]
+              "--roles", "pirate", "--roles-dir", tmp_path / "no_roles"]
     assert run_cli("--model-name", base_ckpt, "--output-dir", tmp_path / "x", *common) == 2
     err = capsys.readouterr().err
     assert "has no chat template" in err and "--chat-template-from" in err
@@ -366,7 +366,7 @@ def test_transcripts_are_read_strictly(models, tmp_path):
 
 def test_prompt_check_does_not_depend_on_the_current_directory(models, tmp_path):
     """Run from the project root (which has data/roles/instructions) and from elsewhere: the same
-    outcome. Without --role-data-dir nothing is checked, and capture says so; with it (a relative path
+    outcome. Without --roles-dir nothing is checked, and capture says so; with it (a relative path
     resolved against the cwd as usual), the check runs from anywhere."""
     tdir = write_transcripts(tmp_path / "tr", {"pirate": make_records("pirate", 4, seed=8)})
     env = dict(os.environ, PYTHONPATH=str(ROOT / "python"), OMP_NUM_THREADS="1")
@@ -377,7 +377,7 @@ def test_prompt_check_does_not_depend_on_the_current_directory(models, tmp_path)
         r = subprocess.run([*common, "--output-dir", str(tmp_path / name)], cwd=cwd, env=env, capture_output=True,
                            text=True, timeout=300)
         assert r.returncode == 0, r.stderr
-        assert "prompts NOT checked against role data (no --role-data-dir)" in r.stderr
+        assert "prompts NOT checked against role data (no --roles-dir)" in r.stderr
         runs[name] = json.loads((tmp_path / name / "pirate_metadata.json").read_text())
         assert runs[name]["prompts_checked_against"] is None
     roles = tmp_path / "roles"
@@ -385,6 +385,6 @@ def test_prompt_check_does_not_depend_on_the_current_directory(models, tmp_path)
     (roles / "pirate.json").write_text(json.dumps({"instruction": [{"pos": "You are a pirate."}, {"pos": "Other."}],
                                                    "questions": [], "eval_prompt": "{question} {answer}"}))
     for cwd, arg in [(ROOT, str(roles)), (tmp_path, "roles")]:
-        r = subprocess.run([*common, "--output-dir", str(tmp_path / "chk"), "--role-data-dir", arg], cwd=cwd, env=env,
+        r = subprocess.run([*common, "--output-dir", str(tmp_path / "chk"), "--roles-dir", arg], cwd=cwd, env=env,
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 2 and "system_prompt differs from" in r.stderr and str(roles) in r.stderr, r.stderr

@@ -75,7 +75,7 @@ def cps(**kw: tuple) -> str:
 def test_pin_resolves_keeps_and_reports_a_moved_branch(hub, tiny_models, tmp_path):
     env, out = client_env(hub, tmp_path / "hf"), tmp_path / "models"
     spec = cps(final=(MODEL, "main"), step_60=(MODEL, "step_60"), base=(BASE, "main"))
-    r = models_py(env, "pin", "--checkpoints", spec, "--out-dir", str(out))
+    r = models_py(env, "pin", "--checkpoints", spec, "--output-dir", str(out))
     assert r.returncode == 0, r.stderr
     rec = json.loads((out / "final" / "checkpoint.json").read_text())
     assert rec == {"name": "final", "model": MODEL, "revision": "main", "sha": hub.sha_a, "build": "hub"}
@@ -88,14 +88,14 @@ def test_pin_resolves_keeps_and_reports_a_moved_branch(hub, tiny_models, tmp_pat
     # main moves on the Hub: a plain rerun keeps the pin without asking the Hub.
     sha_b = hub.commit_dir(MODEL, tiny_models["b"])
     n_before = len(hub.requests("GET", "/revision/main"))
-    r = models_py(env, "pin", "--checkpoints", spec, "--out-dir", str(out))
+    r = models_py(env, "pin", "--checkpoints", spec, "--output-dir", str(out))
     assert r.returncode == 0, r.stderr
     assert f"final: {MODEL}@main kept at {hub.sha_a[:7]}" in r.stdout
     assert len(hub.requests("GET", "/revision/main")) == n_before
     assert json.loads((out / "final" / "checkpoint.json").read_text())["sha"] == hub.sha_a
 
     # Re-resolving is explicit, and says which checkpoint moved.
-    r = models_py(env, "pin", "--checkpoints", spec, "--out-dir", str(out), "--update", "final")
+    r = models_py(env, "pin", "--checkpoints", spec, "--output-dir", str(out), "--update", "final")
     assert r.returncode == 0, r.stderr
     assert f"final: main moved {hub.sha_a[:7]} -> {sha_b[:7]}" in r.stdout
     assert json.loads((out / "final" / "checkpoint.json").read_text())["sha"] == sha_b
@@ -105,12 +105,12 @@ def test_pin_resolves_keeps_and_reports_a_moved_branch(hub, tiny_models, tmp_pat
 
     # A sha in the params wins over the branch, and --update says where the branch is now.
     frozen = cps(final=(MODEL, "main", hub.sha_a))
-    r = models_py(env, "pin", "--checkpoints", frozen, "--out-dir", str(out), "--update", "all")
+    r = models_py(env, "pin", "--checkpoints", frozen, "--output-dir", str(out), "--update", "all")
     assert r.returncode == 0, r.stderr
     assert json.loads((out / "final" / "checkpoint.json").read_text())["sha"] == hub.sha_a
     assert f"pinned by the params at {hub.sha_a[:7]}; main is now at {sha_b[:7]}" in r.stdout
     # An unknown name to update is bad input.
-    r = models_py(env, "pin", "--checkpoints", spec, "--out-dir", str(out), "--update", "finall")
+    r = models_py(env, "pin", "--checkpoints", spec, "--output-dir", str(out), "--update", "finall")
     assert r.returncode == 2 and "unknown checkpoint(s) finall" in r.stderr
 
 
@@ -142,13 +142,13 @@ def test_gated_repository_needs_a_token_that_is_never_written(hub, tmp_path):
     r = models_py(client_env(hub, tmp_path / "hf"), "check", "--checkpoints", spec)
     assert r.returncode == 2
     assert "gated repository, no access (no token: set HF_TOKEN" in r.stdout
-    r = models_py(client_env(hub, tmp_path / "hf"), "pin", "--checkpoints", spec, "--out-dir", str(out))
+    r = models_py(client_env(hub, tmp_path / "hf"), "pin", "--checkpoints", spec, "--output-dir", str(out))
     assert r.returncode == 2 and "gated" in r.stderr
 
     outputs = []
     env = client_env(hub, tmp_path / "hf", token=TOKEN)
-    for args in (["check", "--checkpoints", spec], ["pin", "--checkpoints", spec, "--out-dir", str(out)],
-                 ["download", "--out-dir", str(out), "--no-progress"]):
+    for args in (["check", "--checkpoints", spec], ["pin", "--checkpoints", spec, "--output-dir", str(out)],
+                 ["download", "--output-dir", str(out), "--no-progress"]):
         r = models_py(env, *args)
         assert r.returncode == 0, r.stdout + r.stderr
         outputs.append(r.stdout + r.stderr)
@@ -175,26 +175,26 @@ def _blob(hf_home: Path, repo: str, sha: str, name: str) -> bytes:
 def test_interrupted_download_resumes_and_is_verified(hub, tiny_models, tmp_path):
     hf, out = tmp_path / "hf", tmp_path / "models"
     env = client_env(hub, hf)
-    assert models_py(env, "pin", "--checkpoints", cps(final=(MODEL, "main")), "--out-dir", str(out)).returncode == 0
+    assert models_py(env, "pin", "--checkpoints", cps(final=(MODEL, "main")), "--output-dir", str(out)).returncode == 0
     # A file over huggingface_hub's 10 MiB read chunk, so a drop after the first chunk can resume.
     weights = hashlib.sha256(b"seed").digest() * (12 * 1024 * 1024 // 32)
     files = {p.name: p.read_bytes() for p in tiny_models["a"].iterdir()} | {"original/consolidated.bin": weights}
     hub.sha_a = hub.commit(MODEL, files)
-    assert models_py(env, "pin", "--checkpoints", cps(final=(MODEL, "main")), "--out-dir", str(out),
+    assert models_py(env, "pin", "--checkpoints", cps(final=(MODEL, "main")), "--output-dir", str(out),
                      "--update", "all").returncode == 0
     # 1. The connection drops mid-file: the client resumes with a Range request, in the same run.
     chunk = 10 * 1024 * 1024
     hub.drop_after["original/consolidated.bin"] = chunk + 1000
     # 2. Another file fails outright: the run fails, and the next run fetches only what is missing.
     hub.fail_next["tokenizer.json"] = 20
-    r = models_py(env, "download", "--out-dir", str(out), "--no-progress")
+    r = models_py(env, "download", "--output-dir", str(out), "--no-progress")
     assert r.returncode != 0
     ranges = [x["range"] for x in hub.requests("GET", "consolidated.bin")]
     assert ranges == [None, f"bytes={chunk}-"], ranges
     assert _blob(hf, MODEL, hub.sha_a, "original/consolidated.bin") == weights
     hub.fail_next.clear()
     gets_before = {p: len(hub.requests("GET", f"/resolve/{hub.sha_a}/{p}")) for p in ("original/consolidated.bin", "tokenizer.json")}
-    r = models_py(env, "download", "--out-dir", str(out), "--no-progress")
+    r = models_py(env, "download", "--output-dir", str(out), "--no-progress")
     assert r.returncode == 0, r.stderr
     assert "final: verified" in r.stdout
     assert len(hub.requests("GET", f"/resolve/{hub.sha_a}/original/consolidated.bin")) == gets_before["original/consolidated.bin"]
@@ -204,7 +204,7 @@ def test_interrupted_download_resumes_and_is_verified(hub, tiny_models, tmp_path
     # A corrupted cached file is caught by the verification against the Hub's hashes.
     blob = (hf / "hub" / f"models--{MODEL.replace('/', '--')}" / "snapshots" / hub.sha_a / "config.json").resolve()
     blob.write_bytes(blob.read_bytes().replace(b"{", b"{ ", 1))
-    r = models_py(env, "download", "--out-dir", str(out), "--no-progress")
+    r = models_py(env, "download", "--output-dir", str(out), "--no-progress")
     assert r.returncode == 2 and "config.json differs" in r.stderr
 
 
@@ -228,8 +228,8 @@ def test_offline_loading_of_the_pinned_sha(hub, tiny_models, tmp_path):
 
     hf, out = tmp_path / "hf", tmp_path / "models"
     env = client_env(hub, hf)
-    assert models_py(env, "pin", "--checkpoints", cps(final=(MODEL, "main")), "--out-dir", str(out)).returncode == 0
-    assert models_py(env, "download", "--out-dir", str(out), "--no-progress").returncode == 0
+    assert models_py(env, "pin", "--checkpoints", cps(final=(MODEL, "main")), "--output-dir", str(out)).returncode == 0
+    assert models_py(env, "download", "--output-dir", str(out), "--no-progress").returncode == 0
     sha_b = hub.commit_dir(MODEL, tiny_models["b"])  # main moves after the pin
     hub.stop()  # no Hub at all from here on
     off = client_env(hub, hf, offline=True)
@@ -242,9 +242,9 @@ def test_offline_loading_of_the_pinned_sha(hub, tiny_models, tmp_path):
     assert got["template"] and got["logits"] == pytest.approx(want, abs=1e-5)
     # The models stage reruns on an offline node: pins kept, the cached snapshot accepted.
     spec = cps(final=(MODEL, "main"))
-    r = models_py(off, "pin", "--checkpoints", spec, "--out-dir", str(out))
+    r = models_py(off, "pin", "--checkpoints", spec, "--output-dir", str(out))
     assert r.returncode == 0 and "kept at" in r.stdout, r.stderr
-    assert models_py(off, "download", "--out-dir", str(out), "--no-progress").returncode == 0
+    assert models_py(off, "download", "--output-dir", str(out), "--no-progress").returncode == 0
     # Resolving needs the Hub: without it, one line saying so (exit 2), no traceback.
     r = models_py(env, "check", "--checkpoints", spec)
     assert r.returncode == 2 and "cannot reach the Hub at " + hub.url in r.stdout and "Traceback" not in r.stderr

@@ -59,7 +59,7 @@ export function captureArgs(p: Study, name: string, modelDir: string, transcript
     ...modelArgs(p, name, modelDir),
     "--transcript-dir", transcripts, "--output-dir", outDir,
     // the role data the transcripts were generated from, as absolute paths: the check never depends on the cwd
-    "--role-data-dir", path.resolve(p.roles_dir), "--questions", path.resolve(p.questions_file),
+    "--roles-dir", path.resolve(p.roles_dir), "--questions", path.resolve(p.questions_file),
     "--model-display-name", p.model_display_name,
     ...(c.layers === "all" ? ["--all-layers"] : ["--layers", ...c.layers.map(String)]),
     "--aggregation", c.aggregation, "--dtype", c.dtype, "--storage-dtype", c.storage_dtype,
