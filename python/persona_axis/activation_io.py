@@ -55,16 +55,6 @@ def load_scores(scores_dir: str | os.PathLike, role: str) -> dict[Key, int | Non
     return scores
 
 
-# --- writer of the judge's format, for tests and tools ------------------------------------------
-
-def write_scores(scores_dir: str | os.PathLike, role: str, scores: Mapping[Key, int | None]) -> None:
-    scores_dir = Path(scores_dir)
-    scores_dir.mkdir(parents=True, exist_ok=True)
-    with open(scores_dir / f"{role}.jsonl", "w", encoding="utf-8") as f:
-        for (s, q, r), score in scores.items():
-            f.write(json.dumps({"system_prompt_idx": s, "question_idx": q, "rollout_idx": r, "score": score}) + "\n")
-
-
 # --- analysis outputs: deterministic bytes (fixed float format, sorted keys, no timestamps) -------
 
 FLOAT_FORMAT = ".10g"

@@ -42,7 +42,3 @@ def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[Batch]:
         batches.append(Batch(tuple(cur), cur_max))
     return batches
 
-
-def padding_fraction(lengths: Sequence[int], batches: Sequence[Batch]) -> float:
-    padded = sum(b.padded_tokens for b in batches)
-    return 0.0 if padded == 0 else 1.0 - sum(int(x) for x in lengths) / padded

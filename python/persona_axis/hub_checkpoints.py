@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
-TEMPLATE_FILES = ("chat_template.jinja", "chat_template.json")
 
 
 class HubCheckpointError(Exception):

@@ -25,7 +25,6 @@ BASIS_FREE = (
     "own_cos_pc1_axis", "own_default_pc1_position", "pc1_loading_corr_ref", "pc2_abs_loading_corr_ref",
     "pc3_abs_loading_corr_ref", "cka_ref", "rsa_ref",
 )
-SHARED_BASIS = SHARED_BASIS_REF + SHARED_BASIS_PREV
 
 
 class LineageError(InputError):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from .sampling import sample_fast, sample_full
 
-KV_BYTES_NOTE = "2 (K and V) x layers x kv_heads x head_dim x dtype bytes per cached token"
+# KV cache size: 2 (K and V) x layers x kv_heads x head_dim x dtype bytes per cached token
 
 
 def supports(model) -> bool:

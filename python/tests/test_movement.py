@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from persona_axis.activation_io import read_csv, write_scores
+from conftest import write_scores
+from persona_axis.activation_io import read_csv
 from persona_axis.capture_format import write_capture
 from persona_axis.movement import main as project_main
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from persona_axis.activation_io import read_csv, write_scores
+from conftest import write_scores
+from persona_axis.activation_io import read_csv
 from persona_axis.capture_format import load_role_capture, write_capture
 from persona_axis.errors import InputError
 from persona_axis.persona_space import FilterSettings, analyse, fit_pca

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from persona_axis.activation_io import write_scores
+
+from conftest import write_scores
 from persona_axis.capture_format import write_capture
 
 ROOT = Path(__file__).resolve().parents[2]
