@@ -23,17 +23,17 @@ grep -q "^  layer: 1$" params/demo.yaml || fail "could not change persona_space.
 stale=$(tsx run.ts -P params/demo.yaml status --json | node -e '
   let s=""; process.stdin.on("data",d=>s+=d).on("end",()=>{const j=JSON.parse(s);
   console.log(j.stages.filter(x=>!x.current).map(x=>x.stage).join(" "))})' ) || true
-[[ "$stale" == "persona_space project on_policy_compare report" ]] || fail "after persona_space.layer 2 -> 1 expected stale 'persona_space project on_policy_compare report', got '$stale'"
+[[ "$stale" == "persona_space movement on_policy_compare report" ]] || fail "after persona_space.layer 2 -> 1 expected stale 'persona_space movement on_policy_compare report', got '$stale'"
 # --no-run-cache: layer 1 may have run before in this checkout (the run-cache would restore it)
 out=$(tsx run.ts -P params/demo.yaml repro --no-run-cache 2>&1) || fail "repro after the param change failed: $out"
 ran=$(echo "$out" | sed -n 's/^running \([^:]*\):.*/\1/p' | tr '\n' ' ' | sed 's/ $//')
-[[ "$ran" == "persona_space project on_policy_compare report" ]] || fail "expected to rerun 'persona_space project on_policy_compare report', ran '$ran'"
+[[ "$ran" == "persona_space movement on_policy_compare report" ]] || fail "expected to rerun 'persona_space movement on_policy_compare report', ran '$ran'"
 echo "check-demo: changing persona_space.layer reran exactly: $ran"
 
 cp "$bak" params/demo.yaml
 out=$(tsx run.ts -P params/demo.yaml repro 2>&1) || fail "restoring the demo failed: $out"
 restored=$(echo "$out" | sed -n 's/^\([^:]*\): restored from run-cache (an earlier run.*/\1/p' | tr '\n' ' ' | sed 's/ $//')
-[[ "$restored" == "persona_space project on_policy_compare report" ]] || fail "layer 1 -> 2: expected 'persona_space project on_policy_compare report' restored from the run-cache, got '$restored': $out"
+[[ "$restored" == "persona_space movement on_policy_compare report" ]] || fail "layer 1 -> 2: expected 'persona_space movement on_policy_compare report' restored from the run-cache, got '$restored': $out"
 echo "check-demo: layer back to 2 restored from the run-cache: $restored"
 
 rm -rf outputs/demo/report
