@@ -113,11 +113,12 @@ def sync(device):
         torch.cuda.synchronize(device)
 
 
-def run_ours(model, prompts, seeds, B, T, temperature, top_p, wanted=None, prefill=None, precapture=True):
+def run_ours(model, prompts, seeds, B, T, temperature, top_p, wanted=None, prefill=None, precapture=True,
+             attention="matmul", compile_decode="auto"):
     prefill = prefill or PREFILL
     C = -(-(max(len(p) for p in prompts) + T) // 16) * 16
     eng = SlotEngine(model, slots=B, cache_len=C, max_tokens=T, temperature=temperature, top_p=top_p,
-                     eos_ids=[model.config.vocab_size - 1], pad_id=0)
+                     eos_ids=[model.config.vocab_size - 1], pad_id=0, attention=attention, compile_decode=compile_decode)
     items = [Item(i, p, s, wanted is None or wanted[i]) for i, (p, s) in enumerate(zip(prompts, seeds))]
     groups = [items[i:i + prefill] for i in range(0, len(items), prefill)]
     out = {}

@@ -2,7 +2,7 @@
 """Diagnostic (issue 12): is a row's decode step independent of its slot and neighbours on this GPU?
 Runs the 7B-shaped random model's engine state through one eager step, then with the slots permuted
 and with other rows' contents changed, per component; prints which ops differ bitwise."""
-import os, sys, json
+import sys, json
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "python")); sys.path.insert(0, str(ROOT / "bench"))
@@ -38,13 +38,12 @@ res["matmul_attn_perm_equal"] = bool(torch.equal(om[perm], torch.matmul(torch.so
 # whole engine: run-to-run, and resume (half, other half), per attention implementation
 ps = make_prompts(128, V, seed=3); seeds = list(range(128))
 for attn in ("matmul", "sdpa"):
-    os.environ["PERSONA_AXIS_DECODE_ATTENTION"] = attn
     for graph in (True, False):
-        a, st = run_ours(model, ps, seeds, B, 64, 0.7, 0.9)
-        b, _ = run_ours(model, ps, seeds, B, 64, 0.7, 0.9)
+        a, st = run_ours(model, ps, seeds, B, 64, 0.7, 0.9, attention=attn)
+        b, _ = run_ours(model, ps, seeds, B, 64, 0.7, 0.9, attention=attn)
         half = [i % 2 == 0 for i in range(128)]
-        c1, _ = run_ours(model, ps, seeds, B, 64, 0.7, 0.9, wanted=half)
-        c2, _ = run_ours(model, ps, seeds, B, 64, 0.7, 0.9, wanted=[not h for h in half])
+        c1, _ = run_ours(model, ps, seeds, B, 64, 0.7, 0.9, attention=attn, wanted=half)
+        c2, _ = run_ours(model, ps, seeds, B, 64, 0.7, 0.9, attention=attn, wanted=[not h for h in half])
         c = {**c1, **c2}
         res[f"{attn}_run_to_run"] = sum(a[i] == b[i] for i in a)
         res[f"{attn}_resume"] = sum(a[i] == c[i] for i in a)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -33,10 +32,9 @@ PREFILL = 16
 
 
 def engine(model, B, C, T, attention, compiled):
-    os.environ["PERSONA_AXIS_DECODE_ATTENTION"] = attention
-    os.environ["PERSONA_AXIS_COMPILE_DECODE"] = "1" if compiled else "0"
     return SlotEngine(model, slots=B, cache_len=C, max_tokens=T, temperature=0.7, top_p=0.9,
-                      eos_ids=[model.config.vocab_size - 1], pad_id=0)
+                      eos_ids=[model.config.vocab_size - 1], pad_id=0, attention=attention,
+                      compile_decode="on" if compiled else "off")
 
 
 def fill(eng, prompts, prefill=None):

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -90,6 +89,8 @@ class GenerateSettings:
     batch_size: int
     kv_cache_gb: float
     prefill_batch: int
+    decode_attention: str
+    compile_decode: str
     gpus: int
     worker: str | None
     tensor_parallel_size: int
@@ -143,6 +144,12 @@ def parse_args(argv: list[str] | None = None) -> GenerateSettings:
                    help="hf backend: GiB for the static KV cache; slots = what fits, at most --batch-size (0: no cap)")
     p.add_argument("--prefill-batch", type=int, default=64,
                    help="hf backend (OLMo-2): requests per prefill group (part of reproducibility)")
+    p.add_argument("--decode-attention", choices=["matmul", "sdpa"], default="matmul",
+                   help="hf backend: attention of the decode step; matmul is run-to-run deterministic, sdpa "
+                        "~5%% faster (part of reproducibility)")
+    p.add_argument("--compile-decode", choices=["auto", "on", "off"], default="auto",
+                   help="hf backend: torch.compile the decode step (auto: on CUDA); compiled and eager steps "
+                        "round differently (part of reproducibility)")
     p.add_argument("--gpus", type=int, default=1,
                    help="data-parallel workers, one per GPU (hf backend); 0 or 1: one process")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # "i/N": one of --gpus workers
@@ -230,10 +237,9 @@ def run_settings(a: GenerateSettings, backend: str, dtype: str, role_names: list
         s["batch_size"] = a.batch_size
         s["kv_cache_gb"] = a.kv_cache_gb
         s["prefill_batch"] = a.prefill_batch
-        # how the slot engine's decode step runs (env, see slot_engine): compiled and eager steps, and
-        # matmul and sdpa attention, round differently, so a run records which it asked for
-        s["decode_step"] = {"attention": os.environ.get("PERSONA_AXIS_DECODE_ATTENTION", "matmul"),
-                            "compile": os.environ.get("PERSONA_AXIS_COMPILE_DECODE", "auto")}
+        # how the slot engine's decode step runs: compiled and eager steps, and matmul and sdpa
+        # attention, round differently, so a run records which it asked for
+        s["decode_step"] = {"attention": a.decode_attention, "compile": a.compile_decode}
     else:
         s["tensor_parallel_size"] = a.tensor_parallel_size
     return s
@@ -453,7 +459,8 @@ def run_generation(a: GenerateSettings, *, backend_obj: Any = None) -> Path:
             pending: dict[str, list[dict]] = {}
             last = time.monotonic()
             for key, gen in backend_obj.generate_groups(groups, params, batch_size=a.batch_size,
-                                                        kv_cache_gb=a.kv_cache_gb):
+                                                        kv_cache_gb=a.kv_cache_gb, decode_attention=a.decode_attention,
+                                                        compile_decode=a.compile_decode):
                 r = reqs[key]
                 pending.setdefault(r.role, []).append(request_record(r, gen, seed_of(r), a.model_name, a.revision))
                 n_pending = sum(len(v) for v in pending.values())

@@ -124,7 +124,7 @@ class HFBackend:
         return max(slots, max((len(g) for g in groups), default=1)), cache_len
 
     def generate_groups(self, groups, params: SamplingSettings, *, batch_size: int, kv_cache_gb: float = 0.0,
-                        cuda_graph: bool | None = None):
+                        cuda_graph: bool | None = None, decode_attention: str = "matmul", compile_decode: str = "auto"):
         """Yield ``(key, Generation)`` for every wanted item of ``groups`` (lists of ``slot_engine.Item``,
         the static prefill groups), as they finish. See the module docstring for what stays fixed."""
         from . import slot_engine
@@ -139,7 +139,8 @@ class HFBackend:
         slots, cache_len = self.plan_slots(groups, params, batch_size=batch_size, kv_cache_gb=kv_cache_gb)
         engine = slot_engine.SlotEngine(self.model, slots=slots, cache_len=cache_len, max_tokens=params.max_tokens,
                                         temperature=params.temperature, top_p=params.top_p, eos_ids=self.eos_ids,
-                                        pad_id=self.pad_id, use_cuda_graph=cuda_graph)
+                                        pad_id=self.pad_id, use_cuda_graph=cuda_graph, attention=decode_attention,
+                                        compile_decode=compile_decode)
         self.engine = engine
         for fin in engine.run(groups):
             yield fin.key, self.decode(fin.tokens, fin.finish_reason)

@@ -16,7 +16,6 @@ and the fixed shapes (slots, cache_len) - not on the order or timing of the othe
 """
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -70,7 +69,8 @@ class _Row:
 
 class SlotEngine:
     def __init__(self, model, *, slots: int, cache_len: int, max_tokens: int, temperature: float, top_p: float,
-                 eos_ids: Iterable[int], pad_id: int, use_cuda_graph: bool | None = None):
+                 eos_ids: Iterable[int], pad_id: int, use_cuda_graph: bool | None = None,
+                 attention: str = "matmul", compile_decode: str = "auto"):
         if not supports(model):
             raise ValueError(f"SlotEngine supports OLMo-2 models, not {model.config.model_type}")
         self.model = model
@@ -106,12 +106,14 @@ class SlotEngine:
         self.use_cuda_graph = use_cuda_graph
         self.steps = 0
         self.fallback_rows = 0
-        self.attention = os.environ.get("PERSONA_AXIS_DECODE_ATTENTION", "matmul")
+        if attention not in ("matmul", "sdpa") or compile_decode not in ("auto", "on", "off"):
+            raise ValueError(f"attention {attention!r} (matmul|sdpa), compile_decode {compile_decode!r} (auto|on|off)")
+        # matmul: batched matmuls with a length mask (run-to-run deterministic); sdpa: the fused kernel
+        self.attention = attention
         # torch.compile of the decode step's model part (fuses norms, rope, softmax; same shapes every
-        # step, so one compile), then captured in the CUDA graph like the eager step. 0/1 or auto
-        # (= on with CUDA graphs).
-        comp = os.environ.get("PERSONA_AXIS_COMPILE_DECODE", "auto")
-        self.compiled = comp == "1" or (comp == "auto" and use_cuda_graph)
+        # step, so one compile), then captured in the CUDA graph like the eager step. auto = on with
+        # CUDA graphs.
+        self.compiled = compile_decode == "on" or (compile_decode == "auto" and use_cuda_graph)
         # (the function, not a bound method: no engine -> engine reference cycle keeping the cache alive)
         self._model_step = torch.compile(SlotEngine._model_logits, dynamic=False) if self.compiled else None
 
@@ -169,7 +171,7 @@ class SlotEngine:
                 if self._model_step is None:
                     raise
                 print(f"warning: torch.compile of the decode step failed ({type(e).__name__}: {str(e)[:200]}); "
-                      "using the eager step (slower; set PERSONA_AXIS_COMPILE_DECODE=0 to skip the attempt)",
+                      "using the eager step (slower; set generation.compile_decode: off to skip the attempt)",
                       file=sys.stderr, flush=True)
                 self._model_step, self.compiled = None, False
                 for _ in range(2):

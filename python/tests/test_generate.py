@@ -315,20 +315,17 @@ def test_base_model_without_template_borrows_one(reference, tiny_olmo2, role_dat
 
 
 def test_run_json_records_the_decode_step_and_a_change_is_warned_about(reference, tiny_olmo2, role_data, tmp_path,
-                                                                       capsys, monkeypatch):
+                                                                       capsys):
     # compiled vs eager decode steps (and matmul vs sdpa attention) round differently: run.json says which was asked
-    monkeypatch.delenv("PERSONA_AXIS_COMPILE_DECODE", raising=False)
-    monkeypatch.delenv("PERSONA_AXIS_DECODE_ATTENTION", raising=False)
     settings = json.loads((reference / "run.json").read_text())
     assert settings["backend"] == "hf"
     assert settings["decode_step"] == {"attention": "matmul", "compile": "auto"}
     out = tmp_path / "again"
     shutil.copytree(reference, out)
-    monkeypatch.setenv("PERSONA_AXIS_COMPILE_DECODE", "0")
     assert generate.main(gen_args(tiny_olmo2, role_data, out, "--num-rollouts", "2", "--seed", "7",
-                                  "--model-display-name", "TinyOLMo")) == 0
+                                  "--model-display-name", "TinyOLMo", "--compile-decode", "off")) == 0
     err = capsys.readouterr().err
     assert "made with decode_step" in err and "float rounding" in err
-    assert json.loads((out / "run.json").read_text())["decode_step"] == {"attention": "matmul", "compile": "0"}
+    assert json.loads((out / "run.json").read_text())["decode_step"] == {"attention": "matmul", "compile": "off"}
     assert {k: v for k, v in read_dir(out).items() if k != "run.json"} == \
         {k: v for k, v in read_dir(reference).items() if k != "run.json"}  # nothing was missing: nothing regenerated

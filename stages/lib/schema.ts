@@ -56,6 +56,8 @@ export const StudyParams = z
       batch_size: z.number().int().positive(),
       kv_cache_gb: z.number().min(0),
       prefill_batch: z.number().int().positive(),
+      decode_attention: z.enum(["matmul", "sdpa"]),
+      compile_decode: z.enum(["auto", "on", "off"]),
       gpus: z.number().int().min(0),
     }),
     judge: z.object({

@@ -23,6 +23,7 @@ export function generateArgs(p: Study, name: string, modelDir: string, outDir: s
     "--model-display-name", p.model_display_name,
     "--tensor-parallel-size", g.tensor_parallel_size, "--batch-size", g.batch_size,
     "--kv-cache-gb", g.kv_cache_gb, "--prefill-batch", g.prefill_batch, "--gpus", gpus,
+    "--decode-attention", g.decode_attention, "--compile-decode", g.compile_decode,
   ];
   if (chatTemplateFrom) args.push("--chat-template-from", chatTemplateFrom);
   if (g.question_count > 0) args.push("--question-count", g.question_count);
