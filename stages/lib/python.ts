@@ -40,7 +40,19 @@ export async function runPython(
     env: { ...process.env, PYTHONUNBUFFERED: "1", HF_HUB_DISABLE_TELEMETRY: "1", ...env },
   })`${py} ${argv}`;
   if (r.signal) process.stderr.write(`python was killed by ${r.signal}\n`);
+  if (r.exitCode === 1 && !(await importsPackage(py))) {
+    // an interpreter of the user's own (PERSONA_PYTHON) without the package: say how to install it
+    process.stderr.write(`error: ${py} cannot import persona_axis: install the package into that environment ` +
+      `(${py} -m pip install -e python; docs/gpu-setup.md)\n`);
+    return 2;
+  }
   return r.exitCode ?? 128 + 9;
+}
+
+/** Whether `py` can import the project's package (asked only after a step failed). */
+async function importsPackage(py: string): Promise<boolean> {
+  const r = await $({ nothrow: true, quiet: true, stdio: "pipe" })`${py} -c ${"import persona_axis"}`;
+  return r.exitCode === 0;
 }
 
 /** Glue entry point: validate, build the command, run, exit. Errors are printed plainly (exit 2). */

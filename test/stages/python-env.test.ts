@@ -4,7 +4,7 @@ import { describe, expect, it } from "vitest";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { GPU_ENV, LIGHT_ENV, pythonExecutable } from "../../stages/lib/python.ts";
+import { GPU_ENV, LIGHT_ENV, pythonExecutable, runPython } from "../../stages/lib/python.ts";
 
 function project(envs: string[]): string {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "pyenv-"));
@@ -34,5 +34,27 @@ describe("python environment of a stage", () => {
     expect(() => pythonExecutable({ root: project([]), env: {} })).toThrow(
       /Python interpreter \.venv\/bin\/python not found: run `npm run setup` or set PERSONA_PYTHON/,
     );
+  });
+
+  it("an interpreter of one's own without the package: exit 2 and how to install it", async () => {
+    // a real Python, isolated (-I: no PYTHONPATH, no user site), so persona_axis is not importable
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "pyenv-"));
+    const py = path.join(dir, "python");
+    fs.writeFileSync(py, "#!/bin/sh\nexec /usr/bin/env python3 -I \"$@\"\n", { mode: 0o755 });
+    const saved = process.env.PERSONA_PYTHON;
+    const write = process.stderr.write.bind(process.stderr);
+    let err = "";
+    process.env.PERSONA_PYTHON = py;
+    process.stderr.write = ((chunk: string) => { err += chunk; return true; }) as typeof process.stderr.write;
+    try {
+      expect(await runPython("persona_axis.report", ["--help"])).toBe(2);
+    } finally {
+      process.stderr.write = write;
+      if (saved === undefined) delete process.env.PERSONA_PYTHON;
+      else process.env.PERSONA_PYTHON = saved;
+    }
+    expect(err).toContain(`error: ${py} cannot import persona_axis: install the package into that environment (${py} -m pip install -e python`);
+    // the project's own environment has it (npm run setup): the step runs
+    expect(await runPython("persona_axis.report", ["--help"])).toBe(0);
   });
 });
