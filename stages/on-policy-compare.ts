@@ -4,7 +4,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { lineageOf } from "./lib/checkpoint.ts";
+import { lineageOf, REFERENCE } from "./lib/checkpoint.ts";
 import { loadStudyParams } from "./lib/params.ts";
 import { runPython, stageMain, usage } from "./lib/python.ts";
 
@@ -19,7 +19,7 @@ await stageMain(async () => {
       note: "on-policy variant off (study.transcripts: fixed); set it to on_policy to compare" }, null, 1) + "\n");
     return 0;
   }
-  const args: (string | number)[] = ["--reference-dir", personaSpace, "--reference-checkpoint", "final", "--output-dir", outDir,
+  const args: (string | number)[] = ["--reference-dir", personaSpace, "--reference-checkpoint", REFERENCE, "--output-dir", outDir,
     "--bootstrap", p.statistics.bootstrap, "--seed", p.statistics.seed];
   if (!p.statistics.resample_prompts) args.push("--no-resample-prompts");
   if (p.judge.filter) args.push("--scores-dir", scores);
@@ -30,8 +30,10 @@ await stageMain(async () => {
       args.push("--skip", `${name}=random-init control: no behaviour of its own (fixed transcripts only)`);
       continue;
     }
-    args.push("--own", `${name}=${path.join(own, "activations")}`);
-    if (p.judge.filter) args.push("--own-scores", `${name}=${path.join(own, "scores")}`);
+    // the reference's own transcripts are the fixed ones (on_policy@final writes a note): read those
+    const ref = name === REFERENCE;
+    args.push("--own", `${name}=${ref ? path.join(actsRoot, name) : path.join(own, "activations")}`);
+    if (p.judge.filter) args.push("--own-scores", `${name}=${ref ? scores : path.join(own, "scores")}`);
   }
   return runPython("persona_axis.on_policy", args);
 });

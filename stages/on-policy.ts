@@ -6,18 +6,20 @@
  * Prompts use the reference (final) checkpoint's chat template for generation and capture alike, as
  * the fixed capture does: base models have none, and one template everywhere leaves the generated text
  * as the only difference (docs/statistics.md, "On-policy transcripts").
- * Under `study.transcripts: fixed` (the default) and for the random-init control (no behaviour to
- * follow) it only writes on_policy.json saying so: the engine has no conditional stages, so the stage
- * exists in every profile (as paper_data does).
+ * Under `study.transcripts: fixed` (the default), for the random-init control (no behaviour to
+ * follow) and for the reference checkpoint (its own transcripts are the fixed ones: same model,
+ * settings and seeds; on_policy_compare reads those, their scores and capture) it only writes
+ * on_policy.json saying so: the engine has no conditional stages, so the stage exists in every profile
+ * (as paper_data does).
  */
 import fs from "node:fs";
 import path from "node:path";
-import { gpuStageEnv, templateSource } from "./lib/checkpoint.ts";
+import { gpuStageEnv, REFERENCE, templateSource } from "./lib/checkpoint.ts";
 import { loadStudyParams } from "./lib/params.ts";
 import { runPython, stageMain, usage } from "./lib/python.ts";
 import { captureArgs, GENERATE_UNTRACKED, generateArgs, JUDGE_UNTRACKED, judgeArgs } from "./lib/study-args.ts";
 
-export const NOTE = "on_policy.json";
+const NOTE = "on_policy.json";
 
 function note(outDir: string, body: Record<string, unknown>): number {
   // persist out: clear what an earlier on-policy run left, so the out says only what holds now
@@ -36,6 +38,11 @@ await stageMain(async () => {
   }
   if (p.checkpoints[name].init === "random") {
     return note(outDir, { checkpoint: name, on_policy: "skipped", reason: "random-init control: it has no behaviour of its own to follow; its floor is its capture of the fixed transcripts" });
+  }
+  if (name === REFERENCE) {
+    // generating again would reproduce the fixed transcripts byte for byte, but judging them again
+    // (at the judge's temperature) would not reproduce their scores: the reference reuses all three
+    return note(outDir, { checkpoint: name, on_policy: "fixed", note: "the reference checkpoint's own transcripts are the fixed transcripts (same model, settings and seeds): on_policy_compare reads them, their scores and their capture" });
   }
   fs.mkdirSync(outDir, { recursive: true });
   fs.rmSync(path.join(outDir, NOTE), { force: true });

@@ -6,6 +6,8 @@ import fs from "node:fs";
 import path from "node:path";
 import type { Study } from "./params.ts";
 
+/** The reference checkpoint: it generates the fixed transcripts; its persona space is the basis. */
+export const REFERENCE = "final";
 const SHA = /^[0-9a-f]{40}$/;
 
 /** The pinned commit of a Hub checkpoint, read from the models stage's out. */
