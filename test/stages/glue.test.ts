@@ -112,7 +112,8 @@ describe("every param a stage's glue reads is tracked", () => {
         // and the on-policy stages write a note under study.transcripts fixed, or for the random-init control
         const onPolicyNote = (s.group === "on_policy" || s.name === "on_policy_compare") && params.study.transcripts === "fixed";
         const noPython = (s.name === "models" && !profile) || (s.name === "paper_data" && params.paper_data?.source === "off") || onPolicyNote
-          || (s.group === "on_policy" && params.checkpoints[s.name.split("@")[1]!]?.init === "random");
+          || (s.group === "on_policy" && params.checkpoints[s.name.split("@")[1]!]?.init === "random")
+          || s.name === "on_policy@final"; // the reference: its own transcripts are the fixed ones (a note)
         if (!noPython) expect(r.argv.slice(0, 2), s.name).toEqual(["-m", expect.stringMatching(/^persona_axis\.\w+$/)]);
       }
     });
