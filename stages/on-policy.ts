@@ -46,7 +46,7 @@ await stageMain(async () => {
   }
   fs.mkdirSync(outDir, { recursive: true });
   fs.rmSync(path.join(outDir, NOTE), { force: true });
-  const template = templateSource(p, path.join(path.dirname(modelDir), "final"));
+  const template = templateSource(p, path.join(path.dirname(modelDir), REFERENCE));
   const transcripts = path.join(outDir, "transcripts");
   // the GPUs the runner gave this stage (resources.gpus = capture.gpus) serve generation and capture alike
   const gen = generateArgs(p, name, modelDir, transcripts, p.capture.gpus, template);
