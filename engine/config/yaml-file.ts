@@ -8,6 +8,9 @@ import { InputError } from "../errors.ts";
 
 export type KeyPath = (string | number)[];
 
+/** Alias expansions a file may use before it is refused as an alias bomb (the yaml library's guard). */
+const MAX_ALIAS_COUNT = 1000;
+
 /** BigInts (from `intAsBigInt`) back to numbers where a number holds them exactly. */
 function exactInts(v: unknown): unknown {
   if (typeof v === "bigint") return v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v;
@@ -44,7 +47,17 @@ export class YamlFile {
         : "";
       throw new InputError(`${msgs.join("\n")}\n(fix the YAML syntax of ${display}${hint})`);
     }
-    return new YamlFile(display, doc, lines, exactInts(doc.toJS({ maxAliasCount: 1000 })));
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    } catch (e) {
+      // the yaml library's guard against alias bombs ("billion laughs"): bad input, not a bug
+      if (!(e instanceof ReferenceError) || !/alias/i.test(e.message)) throw e;
+      throw new InputError(
+        `${display}: too many YAML alias expansions (over ${MAX_ALIAS_COUNT}: an alias bomb, nested *aliases that expand exponentially); write the values out instead of nesting aliases`,
+      );
+    }
+    return new YamlFile(display, doc, lines, exactInts(value));
   }
 
   static read(file: string, display: string): YamlFile {
