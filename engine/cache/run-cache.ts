@@ -6,8 +6,8 @@
  *
  *   <cache>/runs/ab/cdef....json   {"identity": ..., "outs": [PathHash...]}
  *
- * Stages with `persist` outs (which resume from what is there) or `cache: false` outs (not in the
- * cache) are never restored.
+ * Stages with `persist` outs (which resume from what is there), `cache: false` outs (not in the
+ * cache) or `always_changed: true` (they must run every time) are never restored nor recorded.
  */
 import fsp from "node:fs/promises";
 import path from "node:path";
@@ -32,9 +32,12 @@ export function runEntryPath(store: CacheStore, key: string): string {
   return path.join(store.dir, runEntryRelPath(key));
 }
 
-/** Can this stage's outs be restored from (or recorded in) the run-cache at all? */
+/**
+ * Can this stage's outs be restored from (or recorded in) the run-cache at all? Not with `persist`
+ * or `cache: false` outs, nor for `always_changed` stages (they must run every time, as in DVC).
+ */
 export function runCacheable(stage: Stage): boolean {
-  return stage.outs.length > 0 && stage.outs.every((o) => !o.persist && o.cache !== false);
+  return !stage.alwaysChanged && stage.outs.length > 0 && stage.outs.every((o) => !o.persist && o.cache !== false);
 }
 
 export async function recordRun(store: CacheStore, stage: Stage, identity: string, outs: PathHash[]): Promise<void> {
