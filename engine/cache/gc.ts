@@ -50,9 +50,11 @@ export async function lockedOutsFrom(root: string, revs: string[], allCommits: b
   const commits = [...revs];
   if (allCommits) commits.push(...(await git(root, ["rev-list", "--all"])).split("\n").filter(Boolean));
   for (const rev of [...new Set(commits)]) {
+    // run in the project's folder: ls-tree lists that folder of the revision (a project in a
+    // subfolder of its repository), and `REV:./name` reads the file there (`REV:name` is the root's)
     const names = (await git(root, ["ls-tree", "--name-only", rev])).split("\n").filter((n) => LOCK_NAME_RE.test(n));
     for (const n of names) {
-      outs.push(...outsOfLockText(await git(root, ["show", `${rev}:${n}`]), `${rev}:${n}`));
+      outs.push(...outsOfLockText(await git(root, ["show", `${rev}:./${n}`]), `${rev}:${n}`));
       sources.push(`${rev}:${n}`);
     }
   }
