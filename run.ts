@@ -10,8 +10,10 @@ import { Command, CommanderError, Option } from "commander";
 import { resolveContext, type ProjectContext } from "./engine/context.ts";
 import { reportError } from "./engine/errors.ts";
 import { relayIfUnderTsx } from "./engine/launcher.ts";
+import { survivePipeClosure } from "./engine/closed-output.ts";
 
 await relayIfUnderTsx(); // under the tsx CLI: the runner runs one process down (see launcher.ts)
+survivePipeClosure(); // `run.ts checkout | true`: the work goes on (closed-output.ts)
 
 /** The version in package.json (next to run.ts, or one folder up from a bundled dist/run.mjs). */
 function packageVersion(): string {
