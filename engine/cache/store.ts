@@ -16,7 +16,9 @@ import fsp from "node:fs/promises";
 import path from "node:path";
 import crypto from "node:crypto";
 import { hashFile } from "hasha";
+import { InputError } from "../errors.ts";
 import { canonicalManifest, sha256, type Manifest } from "../hashing.ts";
+import { checkedManifest, isObjectHash } from "./safe-paths.ts";
 import type { Linker } from "./link.ts";
 
 const OBJECT_MTIME = new Date("2000-01-01T00:00:00Z");
@@ -24,7 +26,9 @@ const MTIME_MS = OBJECT_MTIME.getTime();
 
 export type ObjectState = "ok" | "missing" | "corrupt";
 
+/** The object's path in the cache's layout; a name that is not a sha256 (a hand-edited lock or a hostile manifest) is refused. */
 export function objectRelPath(hash: string, isdir = false): string {
+  if (!isObjectHash(hash)) throw new InputError(`${JSON.stringify(hash)} is not a sha256 object name (64 hex digits); check the lock or manifest that names it`);
   return `files/sha256/${hash.slice(0, 2)}/${hash.slice(2)}${isdir ? ".dir" : ""}`;
 }
 
@@ -128,9 +132,11 @@ export class CacheStore {
     await this.commitTemp(tmp, hash, true);
   }
 
+  /** A directory's manifest, every entry checked to stay inside the directory (safe-paths.ts). */
   async readManifest(hash: string): Promise<Manifest | null> {
     if ((await this.verify(hash, true)) !== "ok") return null;
-    return JSON.parse(await fsp.readFile(this.objectPath(hash, true), "utf8")) as Manifest;
+    const file = this.objectPath(hash, true);
+    return parseManifest(await fsp.readFile(file, "utf8"), file);
   }
 
   /** Every object in the cache: [hash, isdir] (for gc). */
@@ -150,4 +156,19 @@ export class CacheStore {
       }
     }
   }
+}
+
+/**
+ * Parse a directory manifest (the object `where`); InputError naming it and the first bad entry
+ * when it is not JSON or names a path outside its directory (`..`, absolute, `.git`, ...).
+ */
+export function parseManifest(json: string, where: string): Manifest {
+  const refuse = (why: string) => new InputError(`cache object ${where} (a directory manifest): ${why}; refused, nothing placed from it (remove the object; pull or repro the out again)`);
+  let m: unknown;
+  try {
+    m = JSON.parse(json);
+  } catch {
+    throw refuse("not JSON");
+  }
+  return checkedManifest(m, refuse);
 }

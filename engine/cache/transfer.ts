@@ -16,7 +16,7 @@ import { mapLimit } from "./pool.ts";
 import { Progress } from "./progress.ts";
 import type { Remote } from "./remote.ts";
 import { runCacheable, runEntryPath, runEntryRelPath, runKey } from "./run-cache.ts";
-import { objectRelPath, type CacheStore } from "./store.ts";
+import { objectRelPath, parseManifest, type CacheStore } from "./store.ts";
 import { missingObjects, saveOut } from "./workspace.ts";
 
 export interface TransferSummary {
@@ -165,6 +165,15 @@ export async function fetch(store: CacheStore, remote: Remote, outs: OutRef[], o
   const download = async (x: Obj, onBytes: (n: number) => void) => {
     const tmp = path.join(store.dir, "tmp", `${x.hash}${x.isdir ? ".dir" : ""}.download`);
     const info = await remote.download(rel(x), tmp, x.hash, onBytes);
+    if (x.isdir) {
+      // a manifest names the files to place: one naming a path outside its directory never enters the cache
+      try {
+        parseManifest(await fsp.readFile(tmp, "utf8"), `${remote.url}/${rel(x)}`);
+      } catch (e) {
+        await fsp.rm(tmp, { force: true });
+        throw e;
+      }
+    }
     sum.bytes += await fileSize(tmp);
     await store.commitTemp(tmp, x.hash, x.isdir);
     if (info.resumedAt > 0) sum.resumed++;

@@ -9,7 +9,9 @@ import path from "node:path";
 import crypto from "node:crypto";
 import type { Hasher, Manifest } from "../hashing.ts";
 import type { PathHash } from "../types.ts";
+import { InputError } from "../errors.ts";
 import { mapLimit } from "./pool.ts";
+import { checkedManifest } from "./safe-paths.ts";
 import type { CacheStore } from "./store.ts";
 
 const PARALLEL = 8;
@@ -95,7 +97,11 @@ export async function checkoutOut(
   }
   const target = (await store.readManifest(ph.hash))!;
   let have: Manifest = {};
-  if (now?.isdir) have = (await hasher.manifest(now.hash)) ?? {};
+  if (now?.isdir) {
+    // what is there now (only removed where the target lacks it): its entries must stay inside the out too
+    const m = await hasher.manifest(now.hash);
+    have = m ? checkedManifest(m, (why) => new InputError(`${ph.path}: the stored listing .pipeline/manifests/${now.hash.slice(0, 2)}/${now.hash}.json: ${why}; remove it and rerun`), true) : {};
+  }
   else if (now) await fsp.rm(abs, { force: true }); // a file where a directory belongs
   await fsp.mkdir(abs, { recursive: true });
   const toPlace = Object.entries(target).filter(([rel, v]) => have[rel]?.hash !== v.hash);
