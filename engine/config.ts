@@ -393,7 +393,7 @@ function declaredParams(
   missing: Record<string, string>,
 ): string[] {
   const { ctx, loaded } = load;
-  const defaultFile = wdir ? `${wdir}/params.yaml` : "params.yaml";
+  const defaultFile = wdir ? path.posix.join(wdir, "params.yaml") : "params.yaml";
   const wanted = new Map<string, { keys: { k: string; at: string }[]; whole: boolean; at: string }>();
   const entry = (f: string, i: number) => {
     let w = wanted.get(f);

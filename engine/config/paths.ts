@@ -11,8 +11,21 @@ export function isUrl(p: string): boolean {
   return /^[A-Za-z][A-Za-z0-9+.-]+:\/\//.test(p.trim());
 }
 
+function toPosix(p: string): string {
+  return p.split(path.sep).join("/");
+}
+
 /**
- * A project-relative, normalized posix path (no `./`, no trailing slash), or why not: absolute
+ * The one absolute form of `p` (relative to `wdir`, itself project-relative, or absolute): `..`,
+ * `.`, doubled and trailing slashes resolved against the real folder names, so `../sub/x` written
+ * in `sub/` and `x` are the same path. Every path is compared in this form, made project-relative.
+ */
+function canonicalAbsolute(root: string, p: string, wdir: string): string {
+  return path.resolve(root, wdir, p.trim());
+}
+
+/**
+ * A project-relative, canonical posix path (no `./`, no trailing slash), or why not: absolute
  * outside the repository, escaping it with `..`, or the project folder itself.
  */
 export function normalizeProjectPath(
@@ -21,12 +34,10 @@ export function normalizeProjectPath(
   repoRoot: string = root,
   wdir = "",
 ): { ok: true; path: string } | { ok: false; why: string } {
-  let rel = p.trim().split(path.sep).join("/");
-  if (path.isAbsolute(rel)) rel = path.relative(root, rel).split(path.sep).join("/");
-  else if (wdir) rel = `${wdir}/${rel}`;
-  rel = path.posix.normalize(rel).replace(/\/+$/, "");
-  if (rel === "" || rel === ".") return { ok: false, why: `${p} is the project directory itself; name a file or directory inside it` };
-  const fromRepo = path.relative(repoRoot, path.resolve(root, rel));
+  const abs = canonicalAbsolute(root, p, wdir);
+  const rel = toPosix(path.relative(root, abs));
+  if (rel === "") return { ok: false, why: `${p} is the project directory itself; name a file or directory inside it` };
+  const fromRepo = path.relative(repoRoot, abs);
   if (fromRepo === "" || fromRepo === ".." || fromRepo.startsWith(`..${path.sep}`) || path.isAbsolute(fromRepo)) {
     const where = repoRoot === root ? "the project directory" : "the git repository";
     return { ok: false, why: fromRepo === "" ? `${p} is ${where} itself; name a file or directory inside it` : `${p} is outside ${where} ${repoRoot}` };
@@ -34,13 +45,17 @@ export function normalizeProjectPath(
   return { ok: true, path: rel };
 }
 
-/** The stage's wdir, normalized (project-relative, "" for the pipeline's folder), or why not. */
-export function normalizeWdir(root: string, wdir: string, repoRoot: string): { ok: true; path: string } | { ok: false; why: string } {
-  const rel = path.posix.normalize(wdir.trim().split(path.sep).join("/")).replace(/\/+$/, "");
-  if (rel === "." || rel === "") return { ok: true, path: "" };
-  if (path.isAbsolute(rel)) return { ok: false, why: `wdir ${wdir} must be relative to the pipeline's folder` };
-  const fromRepo = path.relative(repoRoot, path.resolve(root, rel));
-  if (fromRepo.startsWith("..") || path.isAbsolute(fromRepo)) {
+/**
+ * The stage's wdir (relative to `base`, the pipeline file's folder, project-relative), canonical
+ * and project-relative ("" for the project folder), or why not.
+ */
+export function normalizeWdir(root: string, wdir: string, repoRoot: string, base = ""): { ok: true; path: string } | { ok: false; why: string } {
+  if (path.isAbsolute(wdir.trim())) return { ok: false, why: `wdir ${wdir} must be relative to the pipeline's folder` };
+  const abs = canonicalAbsolute(root, wdir, base);
+  const rel = toPosix(path.relative(root, abs));
+  if (rel === "") return { ok: true, path: "" };
+  const fromRepo = path.relative(repoRoot, abs);
+  if (fromRepo === ".." || fromRepo.startsWith(`..${path.sep}`) || path.isAbsolute(fromRepo)) {
     return { ok: false, why: `wdir ${wdir} is outside ${repoRoot === root ? "the project directory" : "the git repository"} ${repoRoot}` };
   }
   return { ok: true, path: rel };

@@ -34,7 +34,8 @@ export class YamlFile {
   static parse(text: string, display: string): YamlFile {
     const lines = new LineCounter();
     // integers beyond 2^53 stay exact (BigInt); every other integer is a plain number (exactInts)
-    const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, intAsBigInt: true });
+    // `<<: *anchor` merge keys are applied, as DVC's YAML loader (ruamel) does
+    const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true, intAsBigInt: true, merge: true });
     if (doc.errors.length > 0) {
       const msgs = doc.errors.slice(0, 3).map((e) => {
         const p = lines.linePos(e.pos[0]);

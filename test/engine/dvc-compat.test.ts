@@ -185,6 +185,46 @@ describe("dvc.yaml: interpolation as DVC does it", () => {
   });
 });
 
+describe("dvc.yaml: YAML merge keys, as DVC's loader applies them", () => {
+  it("`<<: *anchor` (and `<<: [*a, *b]`) merges the mapping; keys written next to it win; a bad key next to a merge is located", async () => {
+    const p = project({
+      "dvc.yaml": [
+        "stages:",
+        "  a: &base",
+        "    cmd: echo base > a.txt",
+        "    deps: [in.txt]",
+        "    outs: [a.txt]",
+        "  b: &frozen",
+        "    <<: *base",
+        "    cmd: cat a.txt > b.txt",
+        "    deps: [a.txt]",
+        "    outs: [b.txt]",
+        "    frozen: true",
+        "  c:",
+        "    <<: [*frozen, *base]",
+        "    outs: [c.txt]",
+        "",
+      ].join("\n"),
+      "in.txt": "x\n",
+    });
+    const { stages } = await loadProject(p.ctx());
+    expect(stages.map((s) => [s.name, s.cmd, s.deps, s.outs.map((o) => o.path), s.frozen ?? false])).toEqual([
+      ["a", ["echo base > a.txt"], ["in.txt"], ["a.txt"], false],
+      ["b", ["cat a.txt > b.txt"], ["a.txt"], ["b.txt"], true],
+      // the earlier mapping of the list wins (YAML's merge rule): b's cmd and deps, a's nothing
+      ["c", ["cat a.txt > b.txt"], ["a.txt"], ["c.txt"], true],
+    ]);
+    const dag = await cli(p.root, "dag");
+    expect(dag.exitCode, dag.stderr).toBe(0);
+    expect(dag.stdout).toMatch(/b\s+<- a\n.*c\s+<- a/s);
+
+    p.write("dvc.yaml", "stages:\n  a: &b\n    cmd: echo\n    outs: [x]\n  s:\n    <<: *b\n    cmd: {no: 1}\n    outs: [o]\n");
+    const bad = await cli(p.root, "status");
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr.trim()).toMatch(/^error: dvc\.yaml:7:10: stages\.s\.cmd: expected a command/);
+  });
+});
+
 describe("dvc.yaml: running", () => {
   it("wdir: the command runs there and its paths are relative to it; --single-item runs only the target", async () => {
     const p = project({
