@@ -16,13 +16,14 @@ import { removeJournal, scanJournals, writeJournal, type BadJournal, type Journa
 import { safeName } from "./output.ts";
 import { readRunning, removeRunning } from "./running.ts";
 import { backupDir, deleteBackups, exists, rollback } from "./staging.ts";
-import type { Executor, LockEntry } from "./types.ts";
+import type { Executor } from "./types.ts";
 
 export interface RecoveryDeps {
   ctx: ProjectContext;
   graph: Graph;
   executor(name: string): Promise<Executor>;
-  updateLock(stage: string, entry: LockEntry): Promise<void>;
+  /** Finish a journal at phase promote exactly as the run would have: cache, run-cache, lock, then backups and journal go. */
+  promote(j: Journal): Promise<void>;
   say(msg: string): void;
 }
 
@@ -52,11 +53,14 @@ export async function recover(d: RecoveryDeps): Promise<Recovered> {
       continue;
     }
     if (j.phase === "promote" && j.entry) {
-      // (a stage since removed from pipeline.yaml gets no lock entry)
-      if (d.graph.stages.has(j.stage)) await d.updateLock(j.stage, j.entry);
-      deleteBackups(d.ctx, j);
-      removeJournal(d.ctx, j.stage);
-      d.say(`recovered ${j.stage}: its run (${who}) had succeeded; recorded it in the lock`);
+      if (d.graph.stages.has(j.stage)) {
+        await d.promote(j);
+      } else {
+        // a stage since removed from pipeline.yaml gets no lock entry
+        deleteBackups(d.ctx, j);
+        removeJournal(d.ctx, j.stage);
+      }
+      d.say(`recovered ${j.stage}: its run (${who}) had succeeded; stored its outs in the cache and recorded it in the lock`);
       continue;
     }
     // prepare / running

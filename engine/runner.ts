@@ -43,7 +43,7 @@ import { crashPoint, deleteBackups, prepareOuts, rollback } from "./staging.ts";
 import { safeName, tailLines, type Terminal } from "./output.ts";
 import type { Provenance } from "./provenance.ts";
 import type { CacheHooks } from "./cache/hooks.ts";
-import type { Executor, JobResult, JobSpec, LockEntry, Reason, Stage, StageStatus } from "./types.ts";
+import type { Executor, JobResult, JobSpec, Reason, Stage, StageStatus } from "./types.ts";
 
 export type StageOutcome = "ok" | "current" | "failed" | "interrupted";
 
@@ -159,7 +159,9 @@ export class Runner {
       ctx: this.ctx,
       graph: this.o.graph,
       executor: (n) => this.o.executor(n),
-      updateLock: (n, e) => this.updateLock(n, e),
+      promote: async (j) => {
+        await (await this.promote(this.o.graph.stages.get(j.stage)!, j)).written;
+      },
       say: (m) => this.say(m),
     });
     for (const s of r.interrupted) this.interrupted.add(s);
@@ -371,24 +373,13 @@ export class Runner {
             `it is recorded with the deps it started from, so it will run again at every repro (make ${changed.length > 1 ? "them outs" : "it an out"}, or stop writing ${changed.length > 1 ? "them" : "it"})`,
         );
       }
-      const entry = lockEntry(stage, deps, outs);
       j.phase = "promote";
-      j.entry = entry;
+      j.entry = lockEntry(stage, deps, outs);
       writeJournal(this.ctx, j);
       crashPoint("promote", name);
-      // the outs go into the cache (and the run-cache) before the lock names them
-      await this.o.cache?.afterRun(stage, identity, entry.outs);
-      // in memory now (downstream stages go on); the journal goes once a lock write holds the entry
-      const done = this.lock.set(name, entry).then(
-        () => {
-          crashPoint("locked", name);
-          deleteBackups(this.ctx, j);
-          removeJournal(this.ctx, name);
-        },
-        (e: Error) => {
-          this.lockError ??= e;
-        },
-      );
+      const done = (await this.promote(stage, j)).written.catch((e: Error) => {
+        this.lockError ??= e;
+      });
       this.finishing.add(done);
       void done.finally(() => this.finishing.delete(done));
       this.interrupted.delete(name);
@@ -437,9 +428,22 @@ export class Runner {
     this.attach.delete(name);
   }
 
-  /** Record a stage's lock entry (recovery: roll forward); resolves once written. */
-  private updateLock(name: string, entry: LockEntry): Promise<void> {
-    return this.lock.set(name, entry);
+  /**
+   * The one way a successful attempt is finished, by a run and by recovery (roll forward) alike:
+   * its journal is at phase promote with the lock entry. The outs go into the cache and the run
+   * into the run-cache first (awaited), then the entry into the lock (in memory at once, so
+   * downstream stages go on); the returned promise resolves once a lock write holds it, and only
+   * then are the backups and the journal removed.
+   */
+  private async promote(stage: Stage, j: Journal): Promise<{ written: Promise<void> }> {
+    const entry = j.entry!;
+    await this.o.cache?.afterRun(stage, j.identity, entry.outs);
+    const written = this.lock.set(stage.name, entry).then(() => {
+      crashPoint("locked", stage.name);
+      deleteBackups(this.ctx, j);
+      removeJournal(this.ctx, stage.name);
+    });
+    return { written };
   }
 
   private fail(name: string, what: string, logFile?: string): void {

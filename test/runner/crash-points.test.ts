@@ -1,7 +1,9 @@
 /**
  * kill -9 of the runner at every step of a stage's attempt (fault injection through
  * PIPELINE_CRASH_AT, which makes the runner SIGKILL itself there): the next `status` must not call
- * the stage current, and the next `repro` must finish the job with the right outputs and lock.
+ * the stage current, and the next `repro` must finish the job with the right outputs and lock, and
+ * with what a run that was not killed leaves in the cache: every out of the lock stored (checkout
+ * brings it back) and the run in the run-cache (the same inputs again are restored, not rerun).
  */
 import { describe, expect, it } from "vitest";
 import fs from "node:fs";
@@ -45,6 +47,21 @@ describe("crash safety at every step", () => {
       expect(fs.existsSync(path.join(dir, ".pipeline/backup/make"))).toBe(false); // no empty backup folder left
       const ok = await inproc(dir, ["status"]);
       expect(ok.code, `${point}: ${ok.out}`).toBe(0);
+      // the cache holds this version: checkout brings the outs back from it alone
+      fs.rmSync(path.join(dir, "o.txt"));
+      fs.rmSync(path.join(dir, "od"), { recursive: true });
+      const co = await cli(dir, ["checkout"]);
+      expect(co.code, `${point}: ${co.out}`).toBe(0);
+      expect(read(dir, "o.txt")).toBe(`v${v}\n`);
+      expect(read(dir, "od/f")).toBe(`v${v}\n`);
+    }
+    // every recovered run is in the run-cache: going back to its inputs restores it without running
+    for (let w = 1; w <= v; w++) {
+      fs.writeFileSync(path.join(dir, "src.txt"), `v${w}\n`);
+      const r = await inproc(dir, ["repro"]);
+      expect(r.code, r.out).toBe(0);
+      expect(r.out, `v${w}`).toMatch(/make: restored from run-cache/);
+      expect(read(dir, "o.txt")).toBe(`v${w}\n`);
     }
   });
 });
