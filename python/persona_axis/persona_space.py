@@ -483,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=0, help="question-bootstrap resamples for 95%% intervals (0 = none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the shuffles and resamples")
     p.add_argument("--no-resample-prompts", action="store_true", help="resample questions only, not system-prompt slots")
+    p.add_argument("--null", choices=("stratified", "plain"), default="stratified",
+                   help="label shuffle within each (system-prompt slot, question) cell (default), or across all responses")
     return p
 
 
@@ -503,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.permutations or args.bootstrap:
             from persona_axis.space_statistics import StatSettings, persona_space_statistics
             ps.statistics = persona_space_statistics(ps, StatSettings(args.permutations, args.bootstrap, args.seed,
-                                                                      not args.no_resample_prompts))
+                                                                      not args.no_resample_prompts, args.null))
         write_outputs(ps, args.output_dir)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)

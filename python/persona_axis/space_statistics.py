@@ -1,11 +1,16 @@
 """Is the persona space's structure more than noise, and how precise are its numbers?
 
-* Label-shuffle null: the role labels of the responses (the default's included, as one more label)
-  are permuted, keeping each label's count, N times; role vectors, axis and PCA are recomputed each
-  time. This is the null of "responses carry no information about which role (or the default)
-  produced them". p-value (one-sided, upper): ``(1 + #{null >= observed}) / (N + 1)``, so
-  N = 1000 permutations resolve p < 0.01. It does NOT test whether the structure comes from the texts
-  rather than the model: that is the random-init control checkpoint's job.
+* Label-shuffle null: the labels of the responses (the default's included, as one more label) are
+  permuted N times, keeping each label's count; role vectors, axis and PCA are recomputed each time.
+  This is the null of "responses carry no information about which role (or the default) produced
+  them". Every label answers the same questions under the same system-prompt slots, so responses are
+  exchangeable only within a (slot, question) cell: the default, ``stratified``, permutes labels within
+  each cell (each label keeps its count in every cell, so each shuffled role keeps the design's
+  question mix); ``plain`` permutes across all rows, which gives each shuffled role an uneven question
+  mix, makes that mix a direction of persona space and inflates the null (docs/statistics.md).
+  p-value (one-sided, upper): ``(1 + #{null >= observed}) / (N + 1)``, so N = 1000 permutations
+  resolve p < 0.01. It does NOT test whether the structure comes from the texts rather than the
+  model: that is the random-init control checkpoint's job.
 * Paired bootstrap: questions (and, optionally, system-prompt slots) are resampled with replacement;
   a resampled cell (prompt, question) enters with weight (times prompt drawn) x (times question drawn).
   The weights depend only on the seed and the cells present, so every checkpoint captured on the same
@@ -30,28 +35,67 @@ from persona_axis.layer_rows import Cells, LayerRows, weighted_means
 #: Memory for one chunk of (B, L, d) float64 role vectors.
 CHUNK_BYTES = 256 * 2 ** 20
 CI_LEVEL = 0.95
+#: statistics.null: how the label-shuffle null permutes (module docstring).
+NULLS = ("stratified", "plain")
+NULL_DESCRIPTIONS = {
+    "stratified": "label shuffle within each (system-prompt slot, question) cell: responses' labels (roles and "
+                  "the default) permuted among the responses to the same question under the same slot, each "
+                  "label's count kept in every cell",
+    "plain": "label shuffle across all responses: labels (roles and the default) permuted, each label's count kept "
+             "(ignores the design: shuffled roles get uneven question mixes, which inflates the null)",
+}
 
 
 def chunk_size(n_labels: int, d: int, budget: int = CHUNK_BYTES) -> int:
     return max(1, budget // (n_labels * d * 8 * 3))
 
 
-def label_shuffle_null(data: LayerRows, n_perm: int, seed: int) -> dict[str, np.ndarray]:
+def strata(data: LayerRows) -> torch.Tensor:
+    """(n,) int64 stratum of each row: its (system-prompt slot, question) cell."""
+    q = int(data.question.max()) + 1 if len(data.question) else 1
+    return torch.from_numpy(data.prompt * q + data.question)
+
+
+class Permuter:
+    """Draws label permutations: ``plain`` over all rows, ``stratified`` within each stratum (a row's
+    label is replaced by the label of a random row of the same stratum, each drawn once)."""
+
+    def __init__(self, labels: torch.Tensor, stratum: torch.Tensor, null: str, seed: int):
+        if null not in NULLS:
+            raise ValueError(f"null must be one of {', '.join(NULLS)}, got {null!r}")
+        self.labels, self.null = labels, null
+        self.g = torch.Generator().manual_seed(int(seed))
+        self.stratum = stratum.to(torch.float64)
+        #: rows grouped by stratum, in row order: position j of the grouping belongs to row grouped[j].
+        self.grouped = torch.argsort(stratum, stable=True).to(labels.device)
+
+    def draw(self) -> torch.Tensor:
+        n = len(self.labels)
+        if self.null == "plain":
+            return self.labels[torch.randperm(n, generator=self.g).to(self.labels.device)]
+        # rows grouped by stratum in a random order within each stratum: same group sizes as ``grouped``
+        shuffled = torch.argsort(self.stratum + torch.rand(n, generator=self.g, dtype=torch.float64) * 0.5)
+        out = torch.empty_like(self.labels)
+        out[self.grouped] = self.labels[shuffled.to(self.labels.device)]
+        return out
+
+
+def label_shuffle_null(data: LayerRows, n_perm: int, seed: int, null: str = "stratified") -> dict[str, np.ndarray]:
     """N shuffles -> each headline number's null distribution, (N,) arrays."""
-    g = torch.Generator().manual_seed(int(seed))
     n, d = data.rows.shape
     L = len(data.labels)
     counts = data.counts.to(torch.float64)
     # Each shuffle reads all n x d rows once (memory-bound): on a GPU, when there is one, it is ~100x faster.
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rows, labels = data.rows.to(dev), data.label.to(dev)
+    perm = Permuter(labels, strata(data), null, seed)
     out: dict[str, list[np.ndarray]] = {k: [] for k in HEADLINE_KEYS}
     step = chunk_size(L, d)
     for start in range(0, n_perm, step):
         b = min(step, n_perm - start)
         means = torch.empty(b, L, d, dtype=torch.float64)
         for i in range(b):
-            lab = labels[torch.randperm(n, generator=g).to(dev)]
+            lab = perm.draw()
             sums = torch.zeros(L, d, dtype=torch.float32, device=dev).index_add_(0, lab, rows)
             means[i] = sums.cpu().to(torch.float64) / counts[:, None]
         stats = headline(batched_space(means[:, :-1], means[:, -1], k=1))
@@ -110,18 +154,20 @@ class StatSettings:
     bootstrap: int = 1000
     seed: int = 0
     resample_prompts: bool = True
+    null: str = "stratified"
 
     def describe(self) -> dict:
         return {"permutations": self.permutations, "bootstrap": self.bootstrap, "seed": self.seed,
                 "resample_prompts": self.resample_prompts, "ci_level": CI_LEVEL, "ci_method": "percentile",
-                "null": "label shuffle: responses' labels (roles and the default) permuted, counts kept",
+                "null": self.null,
+                "null_description": NULL_DESCRIPTIONS[self.null],
                 "p_value": "one-sided upper: (1 + #{null >= value}) / (N + 1)",
                 "resample_unit": "question" + (" x system-prompt slot" if self.resample_prompts else "")}
 
 
 def headline_statistics(values: dict[str, float], data: LayerRows, cells: Cells, settings: StatSettings) -> dict:
     """{number: {value, ci_low, ci_high, null_mean, null_p95, p_value}} plus the raw null samples."""
-    null = label_shuffle_null(data, settings.permutations, settings.seed) if settings.permutations else {}
+    null = label_shuffle_null(data, settings.permutations, settings.seed, settings.null) if settings.permutations else {}
     boot = (bootstrap_headline(cells, resample_weights(cells, settings.bootstrap, settings.seed, settings.resample_prompts))
             if settings.bootstrap else {})
     out: dict[str, dict] = {}

@@ -92,6 +92,8 @@ export const StudyParams = z
       bootstrap: z.number().int().min(0),
       seed: z.number().int().min(0),
       resample_prompts: z.boolean(),
+      // label-shuffle null: within (system-prompt slot, question) cells, or across all responses (docs/statistics.md)
+      null: z.enum(["stratified", "plain"], { error: "expected stratified or plain" }),
     }),
     report: z.object({ title: z.string(), track_roles: z.array(z.string()) }),
   })
