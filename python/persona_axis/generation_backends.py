@@ -132,7 +132,8 @@ class HFBackend:
         if not slot_engine.supports(self.model):
             for g in groups:  # other architectures: each group is one fixed batch of the plain loop
                 if any(it.wanted for it in g):
-                    gens = self.generate([it.prompt for it in g], [it.seed for it in g], params)
+                    gens = self.generate([it.prompt for it in g], [it.seed for it in g], params,
+                                         [it.intervention for it in g])
                     yield from ((it.key, gen) for it, gen in zip(g, gens) if it.wanted)
             return
         groups = [g for g in groups]
@@ -140,14 +141,18 @@ class HFBackend:
         engine = slot_engine.SlotEngine(self.model, slots=slots, cache_len=cache_len, max_tokens=params.max_tokens,
                                         temperature=params.temperature, top_p=params.top_p, eos_ids=self.eos_ids,
                                         pad_id=self.pad_id, use_cuda_graph=cuda_graph, attention=decode_attention,
-                                        compile_decode=compile_decode)
+                                        compile_decode=compile_decode, intervened=[it for g in groups for it in g])
         self.engine = engine
         for fin in engine.run(groups):
             yield fin.key, self.decode(fin.tokens, fin.finish_reason)
 
-    def generate(self, prompt_ids: list[list[int]], seeds: list[int], params: SamplingSettings) -> list[Generation]:
-        """The plain loop (one fixed batch, left padding, dynamic cache): any architecture."""
+    def generate(self, prompt_ids: list[list[int]], seeds: list[int], params: SamplingSettings,
+                 interventions: list | None = None) -> list[Generation]:
+        """The plain loop (one fixed batch, left padding, dynamic cache): any architecture; one optional
+        intervention per row (steering / capping, ``interventions.py``), at every position."""
         import torch
+
+        from .interventions import hooks
 
         B = len(prompt_ids)
         if B == 0:
@@ -170,7 +175,7 @@ class HFBackend:
         lengths = torch.zeros(B, dtype=torch.long, device=dev)
         finished = torch.zeros(B, dtype=torch.bool, device=dev)
         stop_ids = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=dev)
-        with torch.inference_mode():
+        with torch.inference_mode(), hooks(self.model, interventions or [None] * B):
             out = self.model(input_ids=input_ids, attention_mask=attn, position_ids=position_ids, use_cache=True,
                              logits_to_keep=1)
             for step in range(T):

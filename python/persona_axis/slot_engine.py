@@ -23,6 +23,7 @@ from typing import Iterable, Iterator
 import torch
 import torch.nn.functional as F
 
+from . import interventions
 from .sampling import sample_fast, sample_full
 
 # KV cache size: 2 (K and V) x layers x kv_heads x head_dim x dtype bytes per cached token
@@ -52,6 +53,7 @@ class Item:
     prompt: list[int]
     seed: int
     wanted: bool = True
+    intervention: interventions.Intervention | None = None  # steering / capping after block L (interventions.py)
 
 
 @dataclass
@@ -70,7 +72,7 @@ class _Row:
 class SlotEngine:
     def __init__(self, model, *, slots: int, cache_len: int, max_tokens: int, temperature: float, top_p: float,
                  eos_ids: Iterable[int], pad_id: int, use_cuda_graph: bool | None = None,
-                 attention: str = "matmul", compile_decode: str = "auto"):
+                 attention: str = "matmul", compile_decode: str = "auto", intervened: Iterable[Item] = ()):
         if not supports(model):
             raise ValueError(f"SlotEngine supports OLMo-2 models, not {model.config.model_type}")
         self.model = model
@@ -100,6 +102,7 @@ class SlotEngine:
         self.logits = torch.zeros((self.B, cfg.vocab_size), dtype=torch.float32, device=dev)
         self.next_tok = torch.zeros(self.B, dtype=torch.long, device=dev)
         self.covered = torch.ones(self.B, dtype=torch.bool, device=dev)
+        self.iv = interventions.RowBuffers.for_items(intervened, self.B, cfg.hidden_size, dev)  # static, per slot
         if use_cuda_graph is None:
             use_cuda_graph = dev.type == "cuda"
         self.graph = None
@@ -157,6 +160,7 @@ class SlotEngine:
             o = at.o_proj(o.transpose(1, 2).reshape(B, 1, -1))
             x = x + layer.post_attention_layernorm(o)
             x = x + layer.post_feedforward_layernorm(layer.mlp(x))
+            x = x if self.iv is None else self.iv.apply(li, x)
         return self.model.lm_head(m.norm(x))[:, 0].float()
 
     def _capture(self) -> None:
@@ -206,7 +210,7 @@ class SlotEngine:
             ids[i, :len(it.prompt)] = torch.tensor(it.prompt, dtype=torch.long)
             attn[i, :len(it.prompt)] = 1
         ids, attn = ids.to(self.device), attn.to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), interventions.hooks(self.model, [it.intervention for it in group]):
             out = self.m(input_ids=ids, attention_mask=attn, use_cache=True)
             last = torch.tensor([len(it.prompt) - 1 for it in group], device=self.device)
             h = out.last_hidden_state[torch.arange(G, device=self.device), last]
@@ -225,6 +229,8 @@ class SlotEngine:
             for it in g:
                 if len(it.prompt) + self.T > self.C:
                     raise ValueError(f"prompt of {len(it.prompt)} tokens + {self.T} new exceeds the cache ({self.C})")
+        if self.iv is None and interventions.layers_of(it for g in groups for it in g):
+            raise ValueError("requests with interventions: build the engine with intervened=<those requests>")
         if self.use_cuda_graph and self.graph is None:
             self._capture()  # before any row is admitted: the capture's warm-up steps change the state
         free = list(range(self.B))
@@ -298,6 +304,8 @@ class SlotEngine:
             self.tok[dst] = torch.tensor([first[j] for _, j in place_rows], device=self.device)
             self.pos[dst] = torch.tensor([len(group[i].prompt) for i, _ in place_rows], device=self.device)
             self.ustep[dst] = 1
+            if self.iv is not None:
+                self.iv.place(dst, [group[i].intervention for i, _ in place_rows])
         return out
 
 
