@@ -122,9 +122,10 @@ program
 const params = program.command("params").description("inspect params");
 params
   .command("diff")
-  .description("params.yaml (and profile) values against those recorded in the lock")
+  .description("params, leaf by leaf: the workspace against the lock; with revisions, git revision a_rev against the workspace (or b_rev)")
+  .argument("[revs...]", "a_rev [b_rev] (git revisions)")
   .option("--json", "machine-readable output")
-  .action((opts) => main(async () => (await import("./engine/commands/params-diff.ts")).paramsDiff(context(), opts)));
+  .action((revs: string[], opts) => main(async () => (await import("./engine/commands/params-diff.ts")).paramsDiff(context(), revs, opts)));
 
 const metrics = program.command("metrics").description("metrics files of the pipeline (DVC's `metrics:`)");
 metrics
@@ -147,7 +148,8 @@ program
 // usage errors (unknown option or command, a missing argument) are bad input: exit 2, not 1
 for (const c of [...program.commands, ...program.commands.flatMap((c) => c.commands)]) {
   c.exitOverride();
-  c.configureOutput({ outputError: (str, write) => write(`${str.trimEnd()} (see run.ts ${c.name()} --help)\n`) });
+  const name = c.parent && c.parent !== program ? `${c.parent.name()} ${c.name()}` : c.name();
+  c.configureOutput({ outputError: (str, write) => write(`${str.trimEnd()} (see run.ts ${name} --help)\n`) });
 }
 try {
   await program.parseAsync(process.argv);

@@ -12,6 +12,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import type { ProjectContext } from "./context.ts";
+import { nearestKey } from "./config/nearest-key.ts";
 import { InputError } from "./errors.ts";
 import type { Out, Resources, SlurmOptions, Stage } from "./types.ts";
 import {
@@ -446,7 +447,10 @@ function declaredParams(
         throw new InputError(`${at}: ${(e as Error).message.replace(/^\$\{(.*)\} is/, "$1 is")}`);
       }
       const g = getPath(data, parts);
-      if (!g.found) missing[prefix + parts.join(".")] = `${at}: params key ${k} ${hint}`;
+      if (!g.found) {
+        const near = nearestKey(data, parts);
+        missing[prefix + parts.join(".")] = `${at}: params key ${k} ${hint}${near ? ` (did you mean ${near}?)` : ""}`;
+      }
       else params[prefix + parts.join(".")] = g.value;
     }
   }

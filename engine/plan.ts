@@ -6,6 +6,7 @@ import crypto from "node:crypto";
 import type { Graph } from "./graph.ts";
 import { overlaps } from "./graph.ts";
 import type { LockEntry, PathHash, Reason, Stage, StageStatus } from "./types.ts";
+import { deepEqual, leafChanges } from "./param-leaves.ts";
 
 type ManifestLookup = (hash: string) => Record<string, { hash: string; size: number }> | null;
 
@@ -13,22 +14,6 @@ type ManifestLookup = (hash: string) => Record<string, { hash: string; size: num
 export const MAX_FILES_PER_DIR = 20;
 
 /** Structural equality of YAML-like values (mappings compared regardless of key order). */
-export function deepEqual(a: unknown, b: unknown): boolean {
-  if (a === b) return true;
-  if (typeof a === "number" && typeof b === "number") return Number.isNaN(a) && Number.isNaN(b);
-  if (Array.isArray(a) || Array.isArray(b)) {
-    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
-    return a.every((x, i) => deepEqual(x, b[i]));
-  }
-  if (a && b && typeof a === "object" && typeof b === "object") {
-    const ka = Object.keys(a).sort();
-    const kb = Object.keys(b).sort();
-    if (ka.length !== kb.length || ka.some((k, i) => k !== kb[i])) return false;
-    return ka.every((k) => deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
-  }
-  return false;
-}
-
 function sortedKeys(...objs: Record<string, unknown>[]): string[] {
   return [...new Set(objs.flatMap((o) => Object.keys(o)))].sort();
 }
@@ -108,7 +93,8 @@ export function stageReasons(
     const after = stage.params[k];
     const before = entry.params[k];
     if (has && had) {
-      if (!deepEqual(before, after)) reasons.push({ kind: "param", key: k, before, after, change: "modified" });
+      // a change inside a mapping: one reason per changed leaf (generation.temperature 0.7 -> 0.8)
+      for (const c of leafChanges(k, before, after)) reasons.push({ kind: "param", key: c.key, before: c.before, after: c.after, change: c.change });
     } else if (has) reasons.push({ kind: "param", key: k, before: undefined, after, change: "added" });
     else reasons.push({ kind: "param", key: k, before, after: undefined, change: "removed" });
   }
@@ -188,8 +174,10 @@ export function formatReason(r: Reason): string {
       return `upstream ${r.stage} will run`;
     case "always":
       return "always changed (always_changed: true)";
-    case "param-missing":
-      return `params: ${r.key} missing`;
+    case "param-missing": {
+      const hint = /\(did you mean [^)]*\?\)/.exec(r.message)?.[0];
+      return `params: ${r.key} missing${hint ? ` ${hint}` : ""}`;
+    }
   }
 }
 

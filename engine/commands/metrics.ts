@@ -6,13 +6,12 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { execa } from "execa";
-import { parse as parseYaml } from "yaml";
 import type { ProjectContext } from "../context.ts";
 import { loadProject } from "../config.ts";
 import { InputError } from "../errors.ts";
 import { pyNumber } from "../interpolate.ts";
-import { tomlParse } from "../config/params-files.ts";
+import { parseDataText } from "../config/params-files.ts";
+import { readAtRev, verifyRevs } from "../git-rev.ts";
 
 type Flat = Record<string, unknown>;
 type Read = { data: Flat } | { error: string };
@@ -26,15 +25,12 @@ function flatten(v: unknown, prefix = "", out: Flat = {}): Flat {
 
 /** Parse a metrics file's text by its extension (JSON, YAML, TOML). */
 function parseMetrics(file: string, text: string): Read {
-  const ext = path.extname(file).toLowerCase();
+  if (![".json", ".yaml", ".yml", ".toml"].includes(path.extname(file).toLowerCase())) return { error: "not a JSON, YAML or TOML file" };
   try {
-    if (ext === ".json") return { data: flatten(JSON.parse(text)) };
-    if (ext === ".yaml" || ext === ".yml") return { data: flatten(parseYaml(text)) };
-    if (ext === ".toml") return { data: flatten(tomlParse(text, file)) };
+    return { data: flatten(parseDataText(file, text)) };
   } catch (e) {
     return { error: `cannot parse: ${(e as Error).message.split("\n")[0]}` };
   }
-  return { error: "not a JSON, YAML or TOML file" };
 }
 
 function show(v: unknown): string {
@@ -73,25 +69,15 @@ export async function metricsShow(ctx: ProjectContext, opts: { json?: boolean })
 }
 
 async function readAt(ctx: ProjectContext, rev: string | undefined, file: string): Promise<Read> {
-  if (rev === undefined) {
-    const abs = path.join(ctx.root, file);
-    return fs.existsSync(abs) ? parseMetrics(file, fs.readFileSync(abs, "utf8")) : { error: "missing" };
-  }
-  const rel = path.relative(ctx.repoRoot, path.join(ctx.root, file)).split(path.sep).join("/");
-  const r = await execa("git", ["-C", ctx.repoRoot, "show", `${rev}:${rel}`], { reject: false, stripFinalNewline: false });
-  return r.exitCode === 0 ? parseMetrics(file, r.stdout) : { error: "missing" };
+  const text = await readAtRev(ctx, rev, file);
+  return text === null ? { error: "missing" } : parseMetrics(file, text);
 }
 
 export async function metricsDiff(ctx: ProjectContext, revs: string[], opts: { json?: boolean }): Promise<number> {
-  if (!fs.existsSync(path.join(ctx.repoRoot, ".git"))) throw new InputError(`metrics diff needs a git repository; ${ctx.root} is not in one`);
   if (revs.length > 2) throw new InputError("metrics diff takes at most two revisions: [a_rev] [b_rev]");
   const a = revs[0] ?? "HEAD";
   const b = revs[1];
-  for (const rev of [a, b]) {
-    if (rev === undefined) continue;
-    const ok = await execa("git", ["-C", ctx.repoRoot, "rev-parse", "--verify", "--quiet", `${rev}^{commit}`], { reject: false });
-    if (ok.exitCode !== 0) throw new InputError(`metrics diff: ${rev} is not a git revision`);
-  }
+  await verifyRevs(ctx, "metrics diff", [a, b]);
   const project = await loadProject(ctx);
   const out: Record<string, Record<string, { old: unknown; new: unknown; diff?: number }>> = {};
   for (const m of project.metrics) {

@@ -8,6 +8,7 @@ import path from "node:path";
 import { createRequire as requireFrom } from "node:module";
 import { InputError } from "../errors.ts";
 import { isPlainObject } from "../interpolate.ts";
+import { parse as parseYaml } from "yaml";
 import { YamlFile } from "./yaml-file.ts";
 
 export type ParamsRead = { ok: true; data: Record<string, unknown>; floats?: Set<string> } | { ok: false; why: string };
@@ -47,6 +48,15 @@ export function tomlParse(text: string, display: string): unknown {
     throw new InputError(`${display}: reading TOML needs the smol-toml package (run npm install)`);
   }
   return JSON.parse(JSON.stringify(mod.parse(text), (_k, v) => (typeof v === "bigint" ? Number(v) : v)));
+}
+
+/** Parse the text of a JSON, YAML or TOML file by its extension (metrics, params at a git revision); throws on bad content. */
+export function parseDataText(file: string, text: string): unknown {
+  const ext = path.extname(file).toLowerCase();
+  if (ext === ".json") return JSON.parse(text);
+  if (ext === ".yaml" || ext === ".yml") return parseYaml(text);
+  if (ext === ".toml") return tomlParse(text, file);
+  throw new Error("not a JSON, YAML or TOML file");
 }
 
 function parseToml(text: string, display: string): unknown {
