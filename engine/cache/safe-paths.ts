@@ -14,7 +14,7 @@ export function isObjectHash(h: unknown): h is string {
 }
 
 /** Why `rel` is not a safe path inside an out, or null. */
-export function unsafeEntry(rel: string, allowDotGit = false): string | null {
+function unsafeEntry(rel: string, allowDotGit = false): string | null {
   if (rel === "") return "an empty path";
   if (rel.includes("\0")) return "a NUL byte";
   if (rel.includes("\\")) return "a backslash";
@@ -28,7 +28,7 @@ export function unsafeEntry(rel: string, allowDotGit = false): string | null {
 }
 
 /** The first problem of a parsed manifest, as `entry "x": why`, or null when every entry is safe. */
-export function manifestProblem(m: unknown, allowDotGit = false): string | null {
+function manifestProblem(m: unknown, allowDotGit = false): string | null {
   if (m === null || typeof m !== "object" || Array.isArray(m)) return "not a JSON object of path -> {hash, size}";
   const keys = Object.keys(m);
   const all = new Set(keys);

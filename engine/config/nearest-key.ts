@@ -7,7 +7,7 @@
 import { isPlainObject } from "../interpolate.ts";
 
 /** Levenshtein distance (insert, delete, substitute; an adjacent swap counts as one). */
-export function editDistance(a: string, b: string): number {
+function editDistance(a: string, b: string): number {
   const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
   for (let j = 1; j <= b.length; j++) d[0]![j] = j;
   for (let i = 1; i <= a.length; i++) {

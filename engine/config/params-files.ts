@@ -40,7 +40,7 @@ function readParamsFile(abs: string, display: string): ParamsRead {
 }
 
 /** Parse TOML text with smol-toml (loaded on first use); throws the parser's error. */
-export function tomlParse(text: string, display: string): unknown {
+function tomlParse(text: string, display: string): unknown {
   let mod: { parse(s: string): unknown };
   try {
     mod = requireFrom(import.meta.url)("smol-toml") as { parse(s: string): unknown };
