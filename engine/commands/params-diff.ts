@@ -32,6 +32,15 @@ type Lookup = (key: string) => Promise<{ found: boolean; value?: unknown }>;
 function trackedKeys(project: Project): Map<string, string[]> {
   const tracked = new Map<string, string[]>();
   for (const s of project.stages) for (const k of Object.keys(s.params)) (tracked.get(k) ?? tracked.set(k, []).get(k)!).push(s.name);
+  // a key below another tracked key (`${generation.temperature}` used, `generation` declared) is shown once, under the outer key's leaves
+  for (const k of [...tracked.keys()]) {
+    const outer = [...tracked.keys()].find((o) => o !== k && k.startsWith(`${o}.`));
+    if (outer) {
+      const into = tracked.get(outer)!;
+      for (const st of tracked.get(k)!) if (!into.includes(st)) into.push(st);
+      tracked.delete(k);
+    }
+  }
   return tracked;
 }
 
@@ -93,7 +102,9 @@ function diffAgainstLock(project: Project, ctx: ProjectContext, tracked: Map<str
     return key.includes(":") ? { found: false } : getPath(project.params, key.split("."));
   };
   const out: ParamChange[] = [];
-  for (const key of [...new Set([...tracked.keys(), ...recorded.keys()])].sort()) {
+  const keys = [...new Set([...tracked.keys(), ...recorded.keys()])];
+  const covered = (k: string) => keys.some((o) => o !== k && k.startsWith(`${o}.`));
+  for (const key of keys.filter((k) => !covered(k)).sort()) {
     const cur = now(key);
     const olds = recorded.get(key) ?? [{ value: undefined, stages: tracked.get(key) ?? [] }];
     for (const o of olds) {
