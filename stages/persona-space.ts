@@ -7,7 +7,7 @@ await stageMain(async () => {
   const p = loadStudyParams();
   const args = ["--activations-dir", acts, "--output-dir", outDir, "--layer", p.persona_space.layer,
     "--min-score", p.judge.min_score, "--min-count", p.judge.min_count,
-    "--permutations", p.statistics.permutations, "--bootstrap", p.statistics.bootstrap, "--seed", p.statistics.seed, "--null", p.statistics.null];
+    "--permutations", p.statistics.permutations, "--bootstrap", p.statistics.bootstrap, "--seed", p.statistics.seed, "--null", p.statistics.shuffle];
   if (!p.statistics.resample_prompts) args.push("--no-resample-prompts");
   if (p.judge.filter) args.push("--scores-dir", scores);
   return runPython("persona_axis.persona_space", args);

@@ -93,7 +93,7 @@ export const StudyParams = z
       seed: z.number().int().min(0),
       resample_prompts: z.boolean(),
       // label-shuffle null: within (system-prompt slot, question) cells, or across all responses (docs/statistics.md)
-      null: z.enum(["stratified", "plain"], { error: "expected stratified or plain" }),
+      shuffle: z.enum(["stratified", "plain"], { error: "expected stratified or plain" }),
     }),
     report: z.object({ title: z.string(), track_roles: z.array(z.string()) }),
   })
